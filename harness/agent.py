@@ -1,0 +1,361 @@
+"""On-device agent: the one file that runs ON the target.
+
+Stdlib + NumPy + a TFLite runtime (tflite_runtime, ai_edge_litert or tensorflow.lite, the first
+that imports). Python 3.7 compatible. Speaks JSON lines: one request per line on stdin, one
+response per line on stdout. Exits when stdin closes; background-load processes it started are
+stopped on every path out (and stop themselves if the agent is killed).
+
+    python3 agent.py                      # serve requests
+    python3 agent.py --provision DIR      # create DIR/venv with NumPy and a TFLite runtime
+"""
+
+import glob
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+AGENT_PROTOCOL = 1
+RUNTIMES = ("tflite_runtime", "ai_edge_litert", "tensorflow")
+
+# A busy loop that exits by itself when its parent (the agent) is gone.
+_BUSY = (
+    "import os\n"
+    "p = os.getppid()\n"
+    "while os.getppid() == p:\n"
+    "    for _ in range(200000):\n"
+    "        pass\n"
+)
+
+
+class Runtime(object):
+    def __init__(self, name, version, interpreter_cls):
+        self.name = name
+        self.version = version
+        self.Interpreter = interpreter_cls
+
+
+def load_runtime(prefer=None):
+    """Return the first TFLite runtime that imports (``prefer`` first if given)."""
+    order = ([prefer] if prefer else []) + [r for r in RUNTIMES if r != prefer]
+    errors = []
+    for name in order:
+        try:
+            if name == "tflite_runtime":
+                import tflite_runtime
+                from tflite_runtime.interpreter import Interpreter
+                return Runtime("tflite-runtime", getattr(tflite_runtime, "__version__", "?"), Interpreter)
+            if name == "ai_edge_litert":
+                import ai_edge_litert
+                from ai_edge_litert.interpreter import Interpreter
+                return Runtime("ai-edge-litert", getattr(ai_edge_litert, "__version__", "?"), Interpreter)
+            if name == "tensorflow":
+                import tensorflow as tf
+                return Runtime("tensorflow.lite", tf.__version__, tf.lite.Interpreter)
+        except Exception as e:  # ImportError, or a runtime that crashes on import (NumPy 2)
+            errors.append("%s: %s" % (name, str(e).splitlines()[0] if str(e) else type(e).__name__))
+    raise RuntimeError("no TFLite runtime importable (" + "; ".join(errors) + ")")
+
+
+# ---------------------------------------------------------------- context snapshot
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except (OSError, IOError):
+        return None
+
+
+def _num(path, scale=1.0):
+    s = _read(path)
+    try:
+        return float(s) * scale if s is not None else None
+    except ValueError:
+        return None
+
+
+def context_snapshot():
+    """What the OS exposes about the device's state right now. Missing sources are omitted."""
+    snap = {"t_wall": time.time(), "t_mono": time.monotonic()}
+    freqs, govs, maxf = {}, {}, {}
+    for d in sorted(glob.glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq")):
+        cpu = d.split("/")[-2]
+        f = _num(d + "/scaling_cur_freq", 1e-3)
+        if f is not None:
+            freqs[cpu] = f
+        g = _read(d + "/scaling_governor")
+        if g:
+            govs[cpu] = g
+        m = _num(d + "/scaling_max_freq", 1e-3)
+        if m is not None:
+            maxf[cpu] = m
+    if freqs:
+        snap["cpu_freq_mhz"] = freqs
+    if govs:
+        snap["governor"] = govs
+    if maxf:
+        snap["cpu_max_freq_mhz"] = maxf
+    temps = {}
+    for z in sorted(glob.glob("/sys/class/thermal/thermal_zone[0-9]*")):
+        t = _num(z + "/temp", 1e-3)
+        if t is not None:
+            temps[(_read(z + "/type") or z.split("/")[-1]) + ":" + z.split("zone")[-1]] = t
+    if temps:
+        snap["temp_c"] = temps
+    thr = 0
+    seen = False
+    for p in glob.glob("/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle/*_throttle_count"):
+        v = _num(p)
+        if v is not None:
+            thr += int(v)
+            seen = True
+    if seen:
+        snap["throttle_count"] = thr
+    vc = shutil.which("vcgencmd")
+    if vc:
+        try:
+            out = subprocess.run([vc, "get_throttled"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 timeout=2, universal_newlines=True).stdout
+            if "=" in out:
+                snap["vcgencmd_throttled"] = int(out.strip().split("=")[1], 16)
+        except Exception:
+            pass
+    try:
+        snap["loadavg"] = list(os.getloadavg())
+    except OSError:
+        pass
+    mem = _read("/proc/meminfo")
+    if mem:
+        for line in mem.splitlines():
+            if line.startswith("MemAvailable:"):
+                snap["mem_available_mb"] = int(line.split()[1]) / 1024.0
+    return snap
+
+
+# ---------------------------------------------------------------- background load
+
+def start_background_load(n):
+    """Start ``n`` busy processes, each pinned to one CPU (from the last CPU down) where possible."""
+    procs = []
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = []
+    for i in range(int(n)):
+        p = subprocess.Popen([sys.executable, "-c", _BUSY], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pinned = None
+        if cpus:
+            pinned = cpus[-1 - (i % len(cpus))]
+            try:
+                os.sched_setaffinity(p.pid, {pinned})
+            except OSError:
+                pinned = None
+        procs.append((p, pinned))
+    return procs
+
+
+def stop_background_load(procs):
+    for p, _ in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + 2.0
+    for p, _ in procs:
+        try:
+            p.wait(timeout=max(0.01, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+# ---------------------------------------------------------------- measurement
+
+def _median(xs):
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+def _reset_peak_rss():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except (OSError, IOError):
+        return False
+
+
+def _peak_rss_mb(reset_ok):
+    if reset_ok:
+        st = _read("/proc/self/status") or ""
+        for line in st.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0, "VmHWM since model load"
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if sys.platform == "darwin":
+        kb /= 1024.0
+    return kb / 1024.0, "ru_maxrss over the agent's lifetime"
+
+
+def _inputs(interp, seed):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    for d in interp.get_input_details():
+        dt = np.dtype(d["dtype"])
+        shape = [int(s) for s in d["shape"]]
+        if dt.kind == "f":
+            x = rng.random(shape).astype(dt)
+        elif dt.kind in "iu":
+            info = np.iinfo(dt)
+            x = rng.integers(max(info.min, -128), min(info.max, 127) + 1, size=shape).astype(dt)
+        else:
+            x = np.zeros(shape, dt)
+        interp.set_tensor(d["index"], x)
+
+
+def measure(rt, req):
+    """Load, first inference, warm-up until stable, then ``n_runs`` timed invokes (all kept)."""
+    clock = time.perf_counter
+    threads = int(req.get("threads", 1))
+    n_runs = int(req.get("n_runs", 30))
+    wu = req.get("warmup", {})
+    window = int(wu.get("window", 10))
+    wu_max = int(wu.get("max_runs", 200))
+    wu_max_s = float(wu.get("max_s", 10.0))
+    tol = float(wu.get("tolerance", 0.05))
+    procs = []
+    interp = None
+    try:
+        before = context_snapshot()
+        procs = start_background_load(req.get("background_load", 0))
+        if procs:
+            time.sleep(float(req.get("load_settle_s", 0.3)))
+        reset_ok = _reset_peak_rss()
+        t0 = clock()
+        try:
+            interp = rt.Interpreter(model_path=req["model"], num_threads=threads)
+            interp.allocate_tensors()
+        except Exception as e:
+            return {"ok": False, "kind": "model", "error": "cannot load model: %s" % str(e).splitlines()[0]}
+        load_ms = (clock() - t0) * 1e3
+        _inputs(interp, int(req.get("seed", 0)))
+        t0 = clock()
+        interp.invoke()
+        first_ms = (clock() - t0) * 1e3
+        warm = []
+        stable = False
+        t_start = clock()
+        while len(warm) < wu_max and clock() - t_start < wu_max_s:
+            t0 = clock()
+            interp.invoke()
+            warm.append((clock() - t0) * 1e3)
+            if len(warm) >= window and len(warm) % 2 == 0:
+                w = warm[-window:]
+                a, b = _median(w[: window // 2]), _median(w[window // 2:])
+                if abs(a - b) <= tol * b:
+                    stable = True
+                    break
+        samples = []
+        for _ in range(n_runs):
+            t0 = clock()
+            interp.invoke()
+            samples.append((clock() - t0) * 1e3)
+        rss, rss_method = _peak_rss_mb(reset_ok)
+        after = context_snapshot()
+        return {
+            "ok": True, "runtime": rt.name, "runtime_version": rt.version, "threads": threads,
+            "load_ms": load_ms, "first_inference_ms": first_ms, "warmup_ms": warm,
+            "warmup_stable": stable, "samples_ms": samples, "peak_rss_mb": rss, "rss_method": rss_method,
+            "background": [{"pid": p.pid, "cpu": c} for p, c in procs],
+            "context_before": before, "context_after": after,
+        }
+    finally:
+        stop_background_load(procs)
+        del interp
+
+
+def hello(rt):
+    import numpy
+    return {
+        "ok": True, "protocol": AGENT_PROTOCOL, "pid": os.getpid(), "python": platform.python_version(),
+        "numpy": numpy.__version__, "runtime": rt.name, "runtime_version": rt.version,
+        "hostname": socket.gethostname(), "machine": platform.machine(), "system": platform.system(),
+        "release": platform.release(), "cpu_count": os.cpu_count(), "executable": sys.executable,
+    }
+
+
+def serve(stdin, out, prefer=None):
+    try:
+        rt = load_runtime(prefer)
+    except RuntimeError as e:
+        rt = None
+        rt_error = str(e)
+    while True:
+        line = stdin.readline()
+        if not line:
+            return 0  # stdin closed: the host is gone
+        try:
+            req = json.loads(line)
+        except ValueError as e:
+            resp = {"ok": False, "kind": "protocol", "error": "bad request line: %s" % e}
+        else:
+            cmd = req.get("cmd")
+            try:
+                if cmd == "bye":
+                    out.write(json.dumps({"ok": True, "id": req.get("id")}) + "\n")
+                    out.flush()
+                    return 0
+                if cmd == "context":
+                    resp = {"ok": True, "context": context_snapshot()}
+                elif rt is None:
+                    resp = {"ok": False, "kind": "runtime", "error": rt_error}
+                elif cmd == "hello":
+                    resp = hello(rt)
+                elif cmd == "measure":
+                    resp = measure(rt, req)
+                else:
+                    resp = {"ok": False, "kind": "protocol", "error": "unknown command %r" % cmd}
+            except Exception as e:
+                resp = {"ok": False, "kind": "agent", "error": "%s: %s" % (type(e).__name__, e)}
+        resp["id"] = req.get("id") if isinstance(req, dict) else None
+        out.write(json.dumps(resp) + "\n")
+        out.flush()
+
+
+def provision(workdir, runtime="ai-edge-litert", system_site=False):
+    """Create ``workdir/venv`` with NumPy and a TFLite runtime; print its python's path."""
+    venv = os.path.join(workdir, "venv")
+    py = os.path.join(venv, "bin", "python")
+    if not os.path.exists(py):
+        cmd = [sys.executable, "-m", "venv", venv]
+        if system_site:
+            cmd.append("--system-site-packages")
+        subprocess.check_call(cmd, stdout=sys.stderr)
+    pkgs = ["numpy<2", "tflite-runtime"] if runtime == "tflite-runtime" else ["numpy", runtime]
+    subprocess.check_call([py, "-m", "pip", "install", "--quiet"] + pkgs, stdout=sys.stderr)
+    return py
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prefer = None
+    if "--runtime" in argv:
+        prefer = argv[argv.index("--runtime") + 1]
+    if argv and argv[0] == "--provision":
+        print(provision(argv[1], argv[2] if len(argv) > 2 else "ai-edge-litert",
+                        "--system-site-packages" in argv))
+        return 0
+    # Keep the protocol channel clean: anything the runtime prints to fd 1 goes to stderr.
+    proto = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    return serve(sys.stdin, proto, prefer)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

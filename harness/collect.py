@@ -1,0 +1,216 @@
+"""python -m harness.collect: profile zoo candidates on local and SSH targets.
+
+With no arguments: the bundled zoo on the local machine, a quick context grid; results in
+runs/<campaign>/ (campaign.sqlite, measurements.parquet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+
+from harness.errors import BadInput, HarnessError
+from harness.inventory import PROFILES_DIR, load_inventory
+from harness.runner import RunSettings, TargetWorker
+from harness.store import Store
+from harness.zoo.manifest import BUNDLED, load_manifest
+
+QUICK = {"threads": [1, 2], "background_load": [0], "runs": 20}
+FULL = {"threads": [1, 2, 4], "background_load": [0, 1, 2], "runs": 100}
+
+
+def _int_list(s: str, what: str) -> list[int]:
+    try:
+        vals = [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what}: expected comma-separated integers, got {s!r}") from None
+    if not vals or any(v < 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"{what}: expected non-negative integers, got {s!r}")
+    return vals
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m harness.collect", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--inventory", "-i", type=Path, help="targets YAML (default: the local machine only)")
+    ap.add_argument("--zoo", type=Path, help="zoo directory or manifest.json (default: the bundled zoo)")
+    ap.add_argument("--plan", type=Path, help="YAML with threads, background_load, runs, candidates, targets")
+    ap.add_argument("--threads", type=lambda s: _int_list(s, "--threads"), help="e.g. 1,2,4")
+    ap.add_argument("--background-load", type=lambda s: _int_list(s, "--background-load"),
+                    help="busy processes on the target, e.g. 0,1,2")
+    ap.add_argument("--runs", type=int, help="timed runs per job")
+    ap.add_argument("--full", action="store_true", help=f"the full grid {FULL}")
+    ap.add_argument("--candidates", help="comma-separated candidate ids (default: all)")
+    ap.add_argument("--limit", type=int, help="only the first N candidates")
+    ap.add_argument("--targets", help="comma-separated target names (default: all)")
+    ap.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: runs/)")
+    ap.add_argument("--resume", metavar="CAMPAIGN", help="measure only what CAMPAIGN is missing")
+    ap.add_argument("--job-timeout", type=float, default=120.0)
+    ap.add_argument("--retries", type=int, default=3)
+    ap.add_argument("--backoff", type=float, default=1.0)
+    ap.add_argument("--known-hosts", default="~/.ssh/known_hosts")
+    ap.add_argument("--ssh-config", default="~/.ssh/config")
+    ap.add_argument("--trust-new-hosts", action="store_true",
+                    help="trust-on-first-use: accept and record unknown SSH host keys")
+    ap.add_argument("--profiles", type=Path, default=PROFILES_DIR, help=argparse.SUPPRESS)
+    ap.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    ap.add_argument("--quiet", "-q", action="store_true")
+    return ap
+
+
+def _plan(args) -> dict:
+    grid = dict(FULL if args.full else QUICK)
+    if args.plan:
+        from harness.inventory import _load_yaml
+        doc = _load_yaml(args.plan) or {}
+        if not isinstance(doc, dict):
+            raise BadInput(f"{args.plan}: expected a mapping with threads, background_load, runs")
+        for k in ("threads", "background_load"):
+            if k in doc:
+                v = doc[k]
+                if not (isinstance(v, list) and v and all(isinstance(x, int) and x >= 0 for x in v)):
+                    raise BadInput(f"{args.plan}: {k}: expected a list of non-negative integers, got {v!r}")
+                grid[k] = v
+        if "runs" in doc:
+            if not (isinstance(doc["runs"], int) and doc["runs"] > 0):
+                raise BadInput(f"{args.plan}: runs: expected a positive integer, got {doc['runs']!r}")
+            grid["runs"] = doc["runs"]
+        for k in ("candidates", "targets"):
+            if k in doc and getattr(args, k) is None:
+                setattr(args, k, ",".join(doc[k]) if isinstance(doc[k], list) else str(doc[k]))
+    if args.threads:
+        grid["threads"] = args.threads
+    if args.background_load is not None:
+        grid["background_load"] = args.background_load
+    if args.runs:
+        grid["runs"] = args.runs
+    return grid
+
+
+def _settings_doc(args, grid) -> dict:
+    return {"inventory": str(args.inventory.resolve()) if args.inventory else None,
+            "zoo": str((args.zoo or BUNDLED).resolve()), "grid": grid, "candidates": args.candidates,
+            "limit": args.limit, "targets": args.targets}
+
+
+def _table(rows: list[dict]) -> str:
+    head = ("target", "candidate", "thr", "bg", "median ms", "p90 ms", "load ms", "rss MB", "energy", "status")
+    lines = []
+    for r in rows:
+        ok = r["status"] == "ok"
+        f = (lambda x: f"{x:.3f}" if x is not None else "-")
+        flag = " THROTTLED" if r.get("throttled") else ""
+        lines.append((r["target"], r["candidate_id"], str(r["threads"]), str(r["background_load"]),
+                      f(r["latency_ms_median"]) if ok else "-", f(r["latency_ms_p90"]) if ok else "-",
+                      f(r["load_ms"]) if ok else "-", f"{r['peak_rss_mb']:.0f}" if ok and r["peak_rss_mb"] else "-",
+                      r["energy_source"] or "none", r["status"] + flag))
+    widths = [max(len(h), *(len(x[i]) for x in lines)) if lines else len(h) for i, h in enumerate(head)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
+    out += ["  ".join(v.ljust(w) for v, w in zip(x, widths)) for x in lines]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return _main(args, argv)
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(args, argv) -> int:
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    if args.resume:
+        run_dir = args.out / args.resume
+        if not (run_dir / "campaign.sqlite").is_file():
+            raise HarnessError(f"{run_dir}/campaign.sqlite: no such campaign to resume")
+        store = Store(run_dir / "campaign.sqlite")
+        camp = store.campaign(args.resume)
+        if camp is None:
+            raise HarnessError(f"{run_dir}/campaign.sqlite: campaign {args.resume} not in this store")
+        cid, saved = args.resume, camp["settings"]
+        inv = Path(saved["inventory"]) if saved["inventory"] else None
+        targets = load_inventory(inv, args.profiles)
+        if saved.get("targets"):
+            targets = [t for t in targets if t.name in saved["targets"].split(",")]
+        grid = saved["grid"]
+    else:
+        grid = _plan(args)
+        targets = load_inventory(args.inventory, args.profiles)
+        if args.targets:
+            want = args.targets.split(",")
+            missing = set(want) - {t.name for t in targets}
+            if missing:
+                raise BadInput(f"--targets: no target named {', '.join(sorted(missing))} in the inventory")
+            targets = [t for t in targets if t.name in want]
+        _, cands = load_manifest(args.zoo or BUNDLED)
+        if args.candidates:
+            want = args.candidates.split(",")
+            unknown = set(want) - {c.id for c in cands}
+            if unknown:
+                raise BadInput(f"--candidates: not in the zoo: {', '.join(sorted(unknown))}")
+            cands = [c for c in cands if c.id in want]
+        if args.limit:
+            cands = cands[: args.limit]
+        cid = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+        run_dir = args.out / cid
+        store = Store(run_dir / "campaign.sqlite")
+        store.create_campaign(cid, _settings_doc(args, grid), shlex.join(["python", "-m", "harness.collect",
+                                                                           *(argv or sys.argv[1:])]))
+        for t in targets:
+            store.add_target(cid, t)
+        for c in cands:
+            store.add_candidate(cid, c)
+        store.add_jobs(cid, [(t.name, c.id, th, bg, grid["runs"]) for t in targets for c in cands
+                             for th in grid["threads"] for bg in grid["background_load"]])
+    settings = RunSettings(job_timeout_s=args.job_timeout, retries=args.retries, backoff_s=args.backoff,
+                           known_hosts=args.known_hosts, ssh_config=args.ssh_config,
+                           trust_new_hosts=args.trust_new_hosts)
+    log(f"campaign {cid}: {len(targets)} target(s), grid threads={grid['threads']} "
+        f"background_load={grid['background_load']} runs={grid['runs']} -> {run_dir}/")
+    t0 = time.time()
+    stop = threading.Event()
+    workers = [TargetWorker(cid, t, store, settings, log, stop) for t in targets]
+    threads = [threading.Thread(target=w.run, name=f"target-{w.target.name}", daemon=True) for w in workers]
+    for th in threads:
+        th.start()
+    try:
+        for th in threads:
+            while th.is_alive():
+                th.join(0.5)
+    except KeyboardInterrupt:
+        stop.set()
+        log("interrupted: stopping workers (resume with --resume " + cid + ")")
+        for th in threads:
+            th.join(30)
+    rows = store.rows(cid)
+    pq = store.export_parquet(cid, run_dir / "measurements.parquet")
+    counts = store.status_counts(cid)
+    errs = store.errors(cid)
+    print(_table(rows))
+    print("\njobs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"  ({time.time() - t0:.0f} s)")
+    if errs:
+        print(f"errors ({len(errs)}):")
+        for e in errs[-20:]:
+            print(f"  [{e['target']}] {e['candidate_id'] or '-'} {e['kind']}: {e['message']}")
+    if not args.no_report:
+        try:
+            from reports.build import build_report
+            html = build_report(run_dir)
+            print(f"report: {html}")
+        except ImportError:
+            pass
+    print(f"output: {run_dir}/  ({pq.name})")
+    store.close()
+    incomplete = sum(v for k, v in counts.items() if k not in ("ok", "failed"))
+    return 1 if incomplete else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

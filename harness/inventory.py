@@ -1,0 +1,140 @@
+"""Targets (inventory YAML) and device profiles (device_profiles/*.yaml) -> validated dataclasses.
+
+Every error is one line: ``FILE: FIELD: expected ..., got ...``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from harness.errors import BadInput
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
+TRANSPORTS = ("local", "ssh")
+DEFAULT_WORKDIR = "~/.cache/edge-harness"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: Path
+    sha256: str
+    description: str
+    os: str
+    clusters: tuple[dict, ...]
+    power_model: dict
+    facts: dict = field(default_factory=dict)  # the whole document, for provenance
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    profile: Profile
+    transport: str
+    host: str | None = None
+    user: str | None = None
+    port: int | None = None
+    identity_file: str | None = None
+    python: str = "python3"
+    workdir: str = DEFAULT_WORKDIR
+    provision: str | None = None  # a runtime to install into workdir/venv, or None
+
+
+def _load_yaml(path: Path):
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise BadInput(f"{where}: invalid YAML ({problem})") from None
+
+
+def _expect(cond: bool, where: str, what: str, got) -> None:
+    if not cond:
+        raise BadInput(f"{where}: expected {what}, got {got!r}")
+
+
+def load_profile(name: str, profiles_dir: Path = PROFILES_DIR) -> Profile:
+    path = profiles_dir / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in profiles_dir.glob("*.yaml")))
+        raise BadInput(f"{path}: no such device profile (known: {known})")
+    doc = _load_yaml(path)
+    _expect(isinstance(doc, dict), str(path), "a mapping", type(doc).__name__)
+    _expect(doc.get("name") == name, f"{path}: name", f"{name!r} (the file's name)", doc.get("name"))
+    _expect(doc.get("os") in ("linux", "android"), f"{path}: os", "'linux' or 'android'", doc.get("os"))
+    clusters = (doc.get("cpu") or {}).get("clusters")
+    _expect(isinstance(clusters, list) and clusters, f"{path}: cpu.clusters", "a non-empty list", clusters)
+    for i, c in enumerate(clusters):
+        w = f"{path}: cpu.clusters[{i}]"
+        _expect(isinstance(c, dict) and isinstance(c.get("name"), str), f"{w}.name", "a string", c)
+        _expect(isinstance(c.get("cores"), list) and all(isinstance(x, int) for x in c["cores"]),
+                f"{w}.cores", "a list of CPU numbers", c.get("cores"))
+    pm = doc.get("power_model")
+    _expect(isinstance(pm, dict), f"{path}: power_model", "a mapping", pm)
+    for k in ("idle_w", "active_w_per_core"):
+        _expect(isinstance(pm.get(k), (int, float)) and pm[k] >= 0, f"{path}: power_model.{k}",
+                "a number of watts >= 0", pm.get(k))
+    return Profile(name, path, hashlib.sha256(path.read_bytes()).hexdigest(), str(doc.get("description", "")),
+                   doc["os"], tuple(clusters), pm, doc)
+
+
+def local_target(profiles_dir: Path = PROFILES_DIR) -> Target:
+    return Target("local", load_profile("x86-linux", profiles_dir), "local", python=sys.executable,
+                  workdir=DEFAULT_WORKDIR + "/local")
+
+
+def load_inventory(path: str | Path | None, profiles_dir: Path = PROFILES_DIR) -> list[Target]:
+    """Targets of ``path``; with no inventory the local machine is the only target."""
+    if path is None:
+        return [local_target(profiles_dir)]
+    path = Path(path)
+    doc = _load_yaml(path)
+    _expect(isinstance(doc, dict) and isinstance(doc.get("targets"), list), f"{path}: targets",
+            "a list of targets", doc.get("targets") if isinstance(doc, dict) else doc)
+    out: list[Target] = []
+    names: set[str] = set()
+    for i, t in enumerate(doc["targets"]):
+        w = f"{path}: targets[{i}]"
+        _expect(isinstance(t, dict), w, "a mapping", t)
+        unknown = set(t) - {"name", "profile", "transport", "host", "user", "port", "identity_file", "python",
+                            "workdir", "provision"}
+        _expect(not unknown, f"{w}", "only name, profile, transport, host, user, port, identity_file, python, "
+                "workdir, provision", sorted(unknown))
+        name = t.get("name")
+        _expect(isinstance(name, str) and name and all(ch.isalnum() or ch in "-_." for ch in name),
+                f"{w}.name", "a name of letters, digits, '-', '_', '.'", name)
+        _expect(name not in names, f"{w}.name", "a unique name", name)
+        names.add(name)
+        tr = t.get("transport", "ssh")
+        _expect(tr in TRANSPORTS, f"{w}.transport", " or ".join(TRANSPORTS), tr)
+        _expect(isinstance(t.get("profile"), str), f"{w}.profile", "a device profile name", t.get("profile"))
+        try:
+            prof = load_profile(t["profile"], profiles_dir)
+        except BadInput as e:
+            raise BadInput(f"{w}.profile: {e}") from None
+        if tr == "ssh":
+            _expect(isinstance(t.get("host"), str) and t["host"], f"{w}.host", "an address or ssh config alias",
+                    t.get("host"))
+        port = t.get("port")
+        _expect(port is None or (isinstance(port, int) and 0 < port < 65536), f"{w}.port", "an integer 1-65535", port)
+        for k in ("user", "identity_file", "python", "workdir", "provision"):
+            _expect(t.get(k) is None or isinstance(t[k], str), f"{w}.{k}", "a string", t.get(k))
+        _expect(t.get("provision") in (None, "ai-edge-litert", "tflite-runtime"), f"{w}.provision",
+                "ai-edge-litert or tflite-runtime", t.get("provision"))
+        default_py = sys.executable if tr == "local" else "python3"
+        out.append(Target(name, prof, tr, t.get("host"), t.get("user"), port, t.get("identity_file"),
+                          t.get("python") or default_py, t.get("workdir") or DEFAULT_WORKDIR + f"/{name}",
+                          t.get("provision")))
+    _expect(bool(out), f"{path}: targets", "at least one target", [])
+    return out

@@ -1,0 +1,196 @@
+"""One worker per target: connect, deploy the agent, push models once per hash, run jobs.
+
+Transport errors and timeouts are retried with exponential backoff over a fresh connection and a
+fresh agent; a model the runtime rejects is a final error row and the worker moves on.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import agent as agent_module
+from harness.inventory import Target
+from harness.store import Store
+from harness.transport.base import AgentProcess, RemoteTimeout, TransportError
+from harness.transport.local import LocalTransport
+from harness.transport.ssh import SSHParams, SSHTransport
+from harness.zoo.graph import sha256_file
+
+AGENT_SOURCE = Path(agent_module.__file__)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    job_timeout_s: float = 120.0
+    retries: int = 3            # extra attempts per job (and per connection) after the first
+    backoff_s: float = 1.0      # doubled on each retry, capped at 30 s
+    warmup: dict | None = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    ssh_config: str = "~/.ssh/config"
+    trust_new_hosts: bool = False
+    connect_timeout_s: float = 10.0
+
+
+def make_transport(t: Target, s: RunSettings):
+    if t.transport == "local":
+        return LocalTransport()
+    return SSHTransport(SSHParams(t.host, t.port, t.user, t.identity_file, s.known_hosts, s.ssh_config,
+                                  s.trust_new_hosts, s.connect_timeout_s))
+
+
+class Session:
+    """A connection plus a running agent on one target."""
+
+    def __init__(self, target: Target, settings: RunSettings):
+        self.target, self.settings = target, settings
+        self.transport = make_transport(target, settings)
+        self.agent: AgentProcess | None = None
+        self.info: dict = {}
+        self._pushed: set[str] = set()
+        self._seq = 0
+
+    def open(self) -> dict:
+        tr = self.transport
+        tr.connect()
+        wd = self.workdir = tr.expand(self.target.workdir) if hasattr(tr, "expand") else _expand_local(self.target.workdir)
+        tr.mkdir(wd + "/models")
+        agent_sha = sha256_file(AGENT_SOURCE)[:16]
+        agent_path = f"{wd}/agent-{agent_sha}.py"
+        if not tr.exists(agent_path):
+            tr.put(str(AGENT_SOURCE), agent_path)
+        python = self.target.python
+        if self.target.provision:
+            rc, out, err = tr.run([python, agent_path, "--provision", wd, self.target.provision], timeout=900)
+            if rc != 0:
+                raise TransportError(f"provisioning failed: {err.strip().splitlines()[-1] if err.strip() else rc}")
+            python = out.strip().splitlines()[-1]
+        self.agent = tr.start([python, agent_path])
+        self.info = self.request({"cmd": "hello"}, timeout=120)
+        if not self.info.get("ok"):
+            raise TransportError(f"agent on {self.target.name} cannot run: {self.info.get('error')}")
+        return self.info
+
+    def request(self, req: dict, timeout: float) -> dict:
+        self._seq += 1
+        req = dict(req, id=self._seq)
+        self.agent.write_line(json.dumps(req))
+        while True:
+            resp = json.loads(self.agent.read_line(timeout))
+            if resp.get("id") == self._seq:
+                return resp
+
+    def ensure_model(self, sha256: str, local_path: str) -> str:
+        remote = f"{self.workdir}/models/{sha256}.tflite"
+        if sha256 not in self._pushed:
+            if not self.transport.exists(remote):
+                self.transport.put(local_path, remote)
+            self._pushed.add(sha256)
+        return remote
+
+    def close(self, kill: bool = False) -> None:
+        if self.agent is not None:
+            try:
+                self.agent.kill() if kill else self.agent.close()
+            except Exception:
+                pass
+            self.agent = None
+        self.transport.close()
+
+
+def _expand_local(p: str) -> str:
+    import os
+    return os.path.expanduser(p)
+
+
+class TargetWorker:
+    def __init__(self, cid: str, target: Target, store: Store, settings: RunSettings,
+                 progress: Callable[[str], None], stop: threading.Event | None = None):
+        self.cid, self.target, self.store, self.settings = cid, target, store, settings
+        self.progress = progress
+        self.stop = stop or threading.Event()
+
+    def _backoff(self, attempt: int) -> None:
+        self.stop.wait(min(30.0, self.settings.backoff_s * 2 ** attempt))
+
+    def _connect(self) -> Session | None:
+        last = ""
+        for attempt in range(self.settings.retries + 1):
+            if self.stop.is_set():
+                return None
+            s = Session(self.target, self.settings)
+            try:
+                info = s.open()
+                self.store.set_target_info(self.cid, self.target.name, info)
+                return s
+            except (TransportError, ValueError) as e:
+                s.close(kill=True)
+                last = str(e)
+                self.store.record_failure(self.cid, self.target.name, None, "connect", last)
+                self.progress(f"[{self.target.name}] connect failed ({last}); attempt {attempt + 1}")
+                if "refusing" in last:  # host key problems are not transient
+                    break
+                self._backoff(attempt)
+        self.progress(f"[{self.target.name}] giving up: {last}")
+        return None
+
+    def run(self) -> None:
+        jobs = self.store.pending_jobs(self.cid, self.target.name)
+        total = len(jobs)
+        session: Session | None = None
+        done = 0
+        try:
+            for job in jobs:
+                attempt = 0
+                while True:
+                    if self.stop.is_set():
+                        return
+                    if session is None:
+                        session = self._connect()
+                        if session is None:
+                            return  # remaining jobs stay pending/error: --resume measures them
+                    if self._run_job(session, job, attempt):
+                        break
+                    session.close(kill=True)
+                    session = None
+                    attempt += 1
+                    if attempt > self.settings.retries:
+                        self.progress(f"[{self.target.name}] {job['candidate_id']}: giving up after {attempt} tries")
+                        break
+                    self._backoff(attempt - 1)
+                done += 1
+                self.progress(f"[{self.target.name}] {done}/{total} {job['candidate_id']} "
+                              f"threads={job['threads']} bg={job['background_load']}")
+        finally:
+            if session is not None:
+                session.close()
+
+    def _run_job(self, s: Session, job: dict, attempt: int) -> bool:
+        """True when the job reached a final state (ok or failed); False to retry on a new session."""
+        name = self.target.name
+        if sha256_file(job["path"]) != job["sha256"]:
+            self.store.record_failure(self.cid, name, job, "model", f"{job['path']}: file changed since the manifest "
+                                      f"(sha256 differs)", final=True)
+            return True
+        started = time.time()
+        try:
+            remote = s.ensure_model(job["sha256"], job["path"])
+            req = {"cmd": "measure", "model": remote, "threads": job["threads"], "n_runs": job["n_runs"],
+                   "background_load": job["background_load"], "warmup": self.settings.warmup or {}}
+            res = s.request(req, timeout=self.settings.job_timeout_s)
+        except RemoteTimeout as e:
+            self.store.record_failure(self.cid, name, job, "timeout", str(e))
+            return False
+        except (TransportError, ValueError) as e:
+            self.store.record_failure(self.cid, name, job, "transport", str(e))
+            return False
+        if res.get("ok"):
+            self.store.record_result(job["id"], res, started)
+            return True
+        final = res.get("kind") == "model"
+        self.store.record_failure(self.cid, name, job, res.get("kind", "agent"), res.get("error", "?"), final=final)
+        return final

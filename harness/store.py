@@ -1,0 +1,268 @@
+"""SQLite campaign store: WAL, schema version, step-by-step migrations, Parquet export.
+
+Raw data is kept: every timed and warm-up latency sample and the context snapshots before and
+after each job. Statistics in the export are computed from the raw samples.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harness import __version__
+
+SCHEMA_VERSION = 1
+FINAL = ("ok", "failed")  # a job in these states is not measured again on --resume
+
+_V1 = """
+CREATE TABLE campaigns (id TEXT PRIMARY KEY, created_at REAL NOT NULL, command TEXT, harness_version TEXT,
+  settings TEXT NOT NULL);
+CREATE TABLE targets (campaign_id TEXT NOT NULL, name TEXT NOT NULL, profile TEXT, profile_sha256 TEXT,
+  transport TEXT, host TEXT, info TEXT, PRIMARY KEY (campaign_id, name));
+CREATE TABLE candidates (campaign_id TEXT NOT NULL, candidate_id TEXT NOT NULL, sha256 TEXT NOT NULL,
+  family TEXT, macs INTEGER, params INTEGER, file_bytes INTEGER, accuracy REAL, path TEXT, entry TEXT,
+  PRIMARY KEY (campaign_id, candidate_id));
+CREATE TABLE jobs (id INTEGER PRIMARY KEY, campaign_id TEXT NOT NULL, target TEXT NOT NULL,
+  candidate_id TEXT NOT NULL, threads INTEGER NOT NULL, background_load INTEGER NOT NULL,
+  n_runs INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+  started_at REAL, finished_at REAL, runtime TEXT, runtime_version TEXT, load_ms REAL,
+  first_inference_ms REAL, warmup_stable INTEGER, peak_rss_mb REAL, rss_method TEXT, energy_mj REAL,
+  energy_source TEXT, throttled INTEGER, error TEXT, result TEXT,
+  UNIQUE (campaign_id, target, candidate_id, threads, background_load));
+CREATE TABLE samples (job_id INTEGER NOT NULL REFERENCES jobs(id), phase TEXT NOT NULL, idx INTEGER NOT NULL,
+  latency_ms REAL NOT NULL, PRIMARY KEY (job_id, phase, idx));
+CREATE TABLE contexts (job_id INTEGER NOT NULL REFERENCES jobs(id), phase TEXT NOT NULL, data TEXT NOT NULL,
+  PRIMARY KEY (job_id, phase));
+CREATE TABLE errors (id INTEGER PRIMARY KEY, campaign_id TEXT NOT NULL, target TEXT, candidate_id TEXT,
+  job_id INTEGER, at REAL NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
+"""
+
+# MIGRATIONS[v] upgrades a store at version v to v + 1.
+MIGRATIONS: dict[int, str] = {0: _V1}
+
+EXPORT_COLUMNS = (
+    "campaign_id", "target", "profile", "candidate_id", "candidate_sha256", "family", "runtime", "runtime_version",
+    "threads", "background_load", "n_runs", "latency_ms_median", "latency_ms_p90", "latency_ms_mean",
+    "latency_ms_std", "latency_ms_min", "load_ms", "first_inference_ms", "warmup_runs", "warmup_stable",
+    "peak_rss_mb", "energy_mj", "energy_source", "throttled", "status", "error", "started_at", "macs",
+    "accuracy", "harness_version",
+)
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._lock:
+            v = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if v > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path}: store schema {v} is newer than this harness ({SCHEMA_VERSION})")
+            while v < SCHEMA_VERSION:
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    for stmt in MIGRATIONS[v].split(";"):
+                        if stmt.strip():
+                            self.db.execute(stmt)
+                    v += 1
+                    self.db.execute(f"PRAGMA user_version={v}")
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _tx(self):
+        store = self
+
+        class _Tx:
+            def __enter__(self):
+                store._lock.acquire()
+                store.db.execute("BEGIN IMMEDIATE")
+                return store.db
+
+            def __exit__(self, et, ev, tb):
+                try:
+                    store.db.execute("ROLLBACK" if et else "COMMIT")
+                finally:
+                    store._lock.release()
+        return _Tx()
+
+    # ------------------------------------------------------------------ campaign setup
+    def create_campaign(self, cid: str, settings: dict, command: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO campaigns VALUES (?,?,?,?,?)",
+                       (cid, time.time(), command, __version__, json.dumps(settings)))
+
+    def campaign(self, cid: str) -> dict | None:
+        with self._lock:
+            r = self.db.execute("SELECT id, created_at, command, harness_version, settings FROM campaigns WHERE id=?",
+                                (cid,)).fetchone()
+        if r is None:
+            return None
+        return {"id": r[0], "created_at": r[1], "command": r[2], "harness_version": r[3], "settings": json.loads(r[4])}
+
+    def add_target(self, cid: str, t) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO targets (campaign_id, name, profile, profile_sha256, transport, host) "
+                       "VALUES (?,?,?,?,?,?)", (cid, t.name, t.profile.name, t.profile.sha256, t.transport, t.host))
+
+    def set_target_info(self, cid: str, name: str, info: dict) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE targets SET info=? WHERE campaign_id=? AND name=?", (json.dumps(info), cid, name))
+
+    def add_candidate(self, cid: str, c) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO candidates VALUES (?,?,?,?,?,?,?,?,?,?)",
+                       (cid, c.id, c.sha256, c.family, c.macs, c.params, c.file_bytes, c.accuracy, str(c.path),
+                        json.dumps(c.entry)))
+
+    def add_jobs(self, cid: str, rows: list[tuple[str, str, int, int, int]]) -> None:
+        with self._tx() as db:
+            db.executemany("INSERT OR IGNORE INTO jobs (campaign_id, target, candidate_id, threads, background_load, "
+                           "n_runs) VALUES (?,?,?,?,?,?)", [(cid, *r) for r in rows])
+
+    def pending_jobs(self, cid: str, target: str) -> list[dict]:
+        with self._lock:
+            cur = self.db.execute(
+                "SELECT j.id, j.candidate_id, j.threads, j.background_load, j.n_runs, c.sha256, c.path "
+                "FROM jobs j JOIN candidates c ON c.campaign_id=j.campaign_id AND c.candidate_id=j.candidate_id "
+                f"WHERE j.campaign_id=? AND j.target=? AND j.status NOT IN {FINAL} ORDER BY j.id", (cid, target))
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    # ------------------------------------------------------------------ results
+    def record_result(self, job_id: int, res: dict, started_at: float, energy=(None, "none")) -> None:
+        """Store one measured job atomically: raw samples, contexts, summary fields."""
+        throttled = _throttled(res.get("context_before", {}), res.get("context_after", {}))
+        keep = {k: v for k, v in res.items() if k not in ("samples_ms", "warmup_ms", "context_before", "context_after")}
+        with self._tx() as db:
+            db.execute("DELETE FROM samples WHERE job_id=?", (job_id,))
+            db.execute("DELETE FROM contexts WHERE job_id=?", (job_id,))
+            db.executemany("INSERT INTO samples VALUES (?,?,?,?)",
+                           [(job_id, "timed", i, x) for i, x in enumerate(res["samples_ms"])]
+                           + [(job_id, "warmup", i, x) for i, x in enumerate(res.get("warmup_ms", []))])
+            db.executemany("INSERT INTO contexts VALUES (?,?,?)",
+                           [(job_id, p, json.dumps(res.get("context_" + p, {}))) for p in ("before", "after")])
+            db.execute(
+                "UPDATE jobs SET status='ok', attempts=attempts+1, started_at=?, finished_at=?, runtime=?, "
+                "runtime_version=?, load_ms=?, first_inference_ms=?, warmup_stable=?, peak_rss_mb=?, rss_method=?, "
+                "energy_mj=?, energy_source=?, throttled=?, error=NULL, result=? WHERE id=?",
+                (started_at, time.time(), res["runtime"], res["runtime_version"], res["load_ms"],
+                 res["first_inference_ms"], int(bool(res.get("warmup_stable"))), res.get("peak_rss_mb"),
+                 res.get("rss_method"), energy[0], energy[1], throttled, json.dumps(keep), job_id))
+
+    def record_failure(self, cid: str, target: str, job: dict | None, kind: str, message: str,
+                       final: bool = False) -> None:
+        """An error row; ``final`` marks the job failed (not retried on --resume)."""
+        with self._tx() as db:
+            db.execute("INSERT INTO errors (campaign_id, target, candidate_id, job_id, at, kind, message) "
+                       "VALUES (?,?,?,?,?,?,?)", (cid, target, job and job["candidate_id"], job and job["id"],
+                                                  time.time(), kind, message))
+            if job is not None:
+                db.execute("UPDATE jobs SET attempts=attempts+1, status=?, error=? WHERE id=? AND status!='ok'",
+                           ("failed" if final else "error", message, job["id"]))
+
+    # ------------------------------------------------------------------ reading
+    def errors(self, cid: str) -> list[dict]:
+        with self._lock:
+            cur = self.db.execute("SELECT target, candidate_id, kind, message, at FROM errors WHERE campaign_id=? "
+                                  "ORDER BY id", (cid,))
+            return [dict(zip(("target", "candidate_id", "kind", "message", "at"), r)) for r in cur.fetchall()]
+
+    def status_counts(self, cid: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self.db.execute("SELECT status, count(*) FROM jobs WHERE campaign_id=? GROUP BY status",
+                                        (cid,)).fetchall())
+
+    def rows(self, cid: str) -> list[dict]:
+        """One row per (target, candidate, context), statistics computed from the raw samples."""
+        with self._lock:
+            cur = self.db.execute(
+                "SELECT j.id, j.campaign_id, j.target, t.profile, j.candidate_id, c.sha256, c.family, j.runtime, "
+                "j.runtime_version, j.threads, j.background_load, j.load_ms, j.first_inference_ms, j.warmup_stable, "
+                "j.peak_rss_mb, j.energy_mj, j.energy_source, j.throttled, j.status, j.error, j.started_at, c.macs, "
+                "c.accuracy, k.harness_version FROM jobs j "
+                "JOIN candidates c ON c.campaign_id=j.campaign_id AND c.candidate_id=j.candidate_id "
+                "JOIN targets t ON t.campaign_id=j.campaign_id AND t.name=j.target "
+                "JOIN campaigns k ON k.id=j.campaign_id WHERE j.campaign_id=? ORDER BY j.id", (cid,))
+            cols = [d[0] for d in cur.description]
+            jobs = [dict(zip(cols, r)) for r in cur.fetchall()]
+            samples: dict[tuple[int, str], list[float]] = {}
+            for jid, phase, x in self.db.execute(
+                    "SELECT s.job_id, s.phase, s.latency_ms FROM samples s JOIN jobs j ON j.id=s.job_id "
+                    "WHERE j.campaign_id=? ORDER BY s.job_id, s.phase, s.idx", (cid,)):
+                samples.setdefault((jid, phase), []).append(x)
+        out = []
+        for j in jobs:
+            s = np.asarray(samples.get((j["id"], "timed"), []), float)
+            row = {k: j.get(k) for k in EXPORT_COLUMNS}
+            row["candidate_sha256"] = j["sha256"]
+            row["n_runs"] = int(len(s))
+            row["warmup_runs"] = len(samples.get((j["id"], "warmup"), []))
+            row["warmup_stable"] = None if j["warmup_stable"] is None else bool(j["warmup_stable"])
+            row["throttled"] = None if j["throttled"] is None else bool(j["throttled"])
+            have = len(s) > 0
+            row["latency_ms_median"] = float(np.median(s)) if have else None
+            row["latency_ms_p90"] = float(np.percentile(s, 90)) if have else None
+            row["latency_ms_mean"] = float(s.mean()) if have else None
+            row["latency_ms_std"] = float(s.std(ddof=1)) if len(s) > 1 else None
+            row["latency_ms_min"] = float(s.min()) if have else None
+            out.append(row)
+        return out
+
+    def raw_samples(self, cid: str) -> dict[int, list[float]]:
+        with self._lock:
+            res: dict[int, list[float]] = {}
+            for jid, x in self.db.execute(
+                    "SELECT s.job_id, s.latency_ms FROM samples s JOIN jobs j ON j.id=s.job_id WHERE j.campaign_id=? "
+                    "AND s.phase='timed' ORDER BY s.job_id, s.idx", (cid,)):
+                res.setdefault(jid, []).append(x)
+            return res
+
+    def export_parquet(self, cid: str, out: str | Path) -> Path:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = self.rows(cid)
+        types = {"threads": pa.int32(), "background_load": pa.int32(), "n_runs": pa.int32(),
+                 "warmup_runs": pa.int32(), "macs": pa.int64(), "warmup_stable": pa.bool_(), "throttled": pa.bool_(),
+                 "started_at": pa.float64(), "accuracy": pa.float64(), "energy_mj": pa.float64()}
+        fields = [pa.field(c, types.get(c, pa.float64() if ("_ms" in c or c.endswith("_mb")) else pa.string()))
+                  for c in EXPORT_COLUMNS]
+        schema = pa.schema(fields, metadata={"schema_version": str(SCHEMA_VERSION), "harness_version": __version__})
+        table = pa.Table.from_pylist(rows, schema=schema)
+        out = Path(out)
+        tmp = out.with_suffix(".parquet.part")
+        pq.write_table(table, tmp)
+        tmp.replace(out)
+        return out
+
+
+def _throttled(before: dict, after: dict) -> int | None:
+    """1 if the OS reported throttling during the job, 0 if it could have and did not, None if unknown."""
+    known = False
+    if "throttle_count" in before and "throttle_count" in after:
+        known = True
+        if after["throttle_count"] > before["throttle_count"]:
+            return 1
+    for snap in (before, after):
+        if "vcgencmd_throttled" in snap:
+            known = True
+            if snap["vcgencmd_throttled"] & 0xF:  # bits 0-3: throttling or capping happening now
+                return 1
+    return 0 if known else None

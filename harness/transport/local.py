@@ -1,0 +1,76 @@
+"""LocalTransport: the local machine as a target, through subprocesses (no shell)."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.transport.base import AgentProcess, TransportError
+
+
+class LocalTransport:
+    description = "local"
+
+    def connect(self) -> None:
+        pass
+
+    def run(self, argv: Sequence[str], timeout: float = 60.0) -> tuple[int, str, str]:
+        try:
+            p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise TransportError(str(e)) from None
+        return p.returncode, p.stdout, p.stderr
+
+    def start(self, argv: Sequence[str]) -> AgentProcess:
+        try:
+            p = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        except OSError as e:
+            raise TransportError(f"cannot start {argv[0]}: {e}") from None
+        sel = selectors.DefaultSelector()
+        sel.register(p.stdout, selectors.EVENT_READ)
+
+        def send(b: bytes) -> None:
+            p.stdin.write(b)
+            p.stdin.flush()
+
+        def recv(timeout: float) -> bytes | None:
+            if not sel.select(timeout):
+                return None
+            return os.read(p.stdout.fileno(), 65536)
+
+        def close() -> None:
+            try:
+                p.stdin.close()
+            except OSError:
+                pass
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+            sel.close()
+
+        def kill() -> None:
+            p.kill()
+            close()
+
+        return AgentProcess(send, recv, close, kill)
+
+    def put(self, local_path: str, remote_path: str) -> None:
+        tmp = remote_path + ".part"
+        shutil.copyfile(local_path, tmp)
+        os.replace(tmp, remote_path)
+
+    def exists(self, remote_path: str) -> bool:
+        return os.path.exists(remote_path)
+
+    def mkdir(self, remote_path: str) -> None:
+        Path(remote_path).mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        pass

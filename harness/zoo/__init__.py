@@ -1,0 +1,1 @@
+"""Candidate model zoo: manifests, graph reading, builders (TensorFlow only in builders)."""

@@ -1,0 +1,55 @@
+"""python -m harness.zoo build|import|verify ..."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.zoo", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build a candidate family with TensorFlow (extra: zoo)")
+    b.add_argument("--family", required=True, choices=["digits-compressed", "nb201"])
+    b.add_argument("--out", required=True, type=Path)
+    b.add_argument("--limit", type=int)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--archs", type=Path, help="nb201: file of NAS-Bench-201 indices or cell strings, one a line")
+    b.add_argument("--sample", type=int, help="nb201: this many random architectures")
+    b.add_argument("--table", type=Path, help="nb201: CSV with arch_index,arch columns (to resolve indices)")
+    i = sub.add_parser("import", help="make a family from a directory of .tflite files")
+    i.add_argument("dir", type=Path)
+    i.add_argument("--accuracy", type=Path, help="CSV with file,accuracy columns")
+    i.add_argument("--family", help="family name (default: the directory's name)")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "build":
+            try:
+                import tensorflow  # noqa: F401
+            except ImportError:
+                raise HarnessError("building needs TensorFlow: pip install -e '.[zoo]'") from None
+            if args.family == "digits-compressed":
+                from harness.zoo.digits import build
+                m = build(args.out, args.limit, args.seed)
+            else:
+                from harness.zoo.nb201 import build_cli
+                m = build_cli(args)
+            print(f"{len(m['candidates'])} candidates -> {args.out / 'manifest.json'}")
+        else:
+            from harness.zoo.importer import import_dir
+            m, skipped = import_dir(args.dir, args.accuracy, args.family)
+            for line in skipped:
+                print(line, file=sys.stderr)
+            print(f"{len(m['candidates'])} candidates imported -> {args.dir / 'manifest.json'}"
+                  + (f" ({len(skipped)} skipped)" if skipped else ""))
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Read a .tflite flatbuffer with NumPy and the pure-Python ``tflite`` package.
+
+Nothing here needs TensorFlow or a TFLite runtime: the collector, the importer and the
+predictors use it on any host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tflite
+from tflite.utils import opcode2name
+
+from harness.errors import BadInput
+
+# TensorType enum -> numpy dtype name (subset that models use).
+_DTYPES = {
+    0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool",
+    7: "int16", 9: "int8", 10: "float64",
+}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float | None = None
+    zero_point: int | None = None
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """One operator of the graph, with the shapes a latency model needs."""
+
+    index: int
+    op: str
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    macs: int
+    kernel: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    sha256: str
+    file_bytes: int
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    ops: tuple[OpInfo, ...]
+    params: int
+    macs: int
+    activation_bytes: int
+    op_histogram: dict[str, int] = field(default_factory=dict)
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _tensor(model, sub, idx: int) -> TensorInfo:
+    t = sub.Tensors(idx)
+    shape = tuple(int(x) for x in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+    scale = zp = None
+    q = t.Quantization()
+    if q is not None and q.ScaleLength() == 1:
+        scale = float(q.Scale(0))
+        zp = int(q.ZeroPoint(0)) if q.ZeroPointLength() else 0
+    name = t.Name().decode("utf-8", "replace") if t.Name() else ""
+    return TensorInfo(name, shape, _DTYPES.get(t.Type(), f"type{t.Type()}"), scale, zp)
+
+
+def _is_const(model, sub, idx: int) -> bool:
+    b = sub.Tensors(idx).Buffer()
+    return b > 0 and model.Buffers(b).DataLength() > 0
+
+
+def _macs(op: str, ins: list[TensorInfo], outs: list[TensorInfo]) -> int:
+    if not outs or not ins:
+        return 0
+    out = outs[0].shape
+    if op == "CONV_2D" and len(ins) > 1 and len(ins[1].shape) == 4:
+        cout, kh, kw, cin = ins[1].shape
+        return int(np.prod(out[:-1])) * cout * kh * kw * cin
+    if op == "DEPTHWISE_CONV_2D" and len(ins) > 1 and len(ins[1].shape) == 4:
+        _, kh, kw, c = ins[1].shape
+        return int(np.prod(out[:-1])) * c * kh * kw
+    if op == "FULLY_CONNECTED" and len(ins) > 1 and len(ins[1].shape) == 2:
+        units, k = ins[1].shape
+        return int(np.prod(out)) * k
+    return 0
+
+
+def read_graph(path: str | Path) -> GraphInfo:
+    """Parse ``path``; raise :class:`BadInput` naming the file if it is not a TFLite model."""
+    path = Path(path)
+    try:
+        buf = path.read_bytes()
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({e.strerror})") from None
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise BadInput(f"{path}: not a TFLite flatbuffer (no TFL3 identifier)")
+    try:
+        model = tflite.Model.GetRootAs(buf, 0)
+        sub = model.Subgraphs(0)
+        ops: list[OpInfo] = []
+        params = 0
+        act = 0
+        seen_const: set[int] = set()
+        for i in range(sub.OperatorsLength()):
+            o = sub.Operators(i)
+            code = model.OperatorCodes(o.OpcodeIndex())
+            bc = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            name = opcode2name(bc)
+            in_idx = [int(x) for x in o.InputsAsNumpy() if x >= 0] if o.InputsLength() else []
+            out_idx = [int(x) for x in o.OutputsAsNumpy()] if o.OutputsLength() else []
+            ins = [_tensor(model, sub, j) for j in in_idx]
+            outs = [_tensor(model, sub, j) for j in out_idx]
+            for j in in_idx:
+                if j not in seen_const and _is_const(model, sub, j):
+                    seen_const.add(j)
+                    params += int(np.prod(sub.Tensors(j).ShapeAsNumpy())) if sub.Tensors(j).ShapeLength() else 1
+            for t in outs:
+                act += int(np.prod(t.shape or (1,))) * np.dtype(t.dtype if t.dtype in _DTYPES.values() else "float32").itemsize
+            kernel = stride = None
+            if name in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(ins) > 1 and len(ins[1].shape) == 4:
+                kernel = (ins[1].shape[1], ins[1].shape[2])
+            if name in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D"):
+                stride = _stride(o, name)
+                if name.endswith("POOL_2D"):
+                    kernel = _pool_kernel(o)
+            ops.append(OpInfo(i, name, tuple(ins), tuple(outs), _macs(name, ins, outs), kernel, stride))
+        inputs = tuple(_tensor(model, sub, int(j)) for j in sub.InputsAsNumpy())
+        outputs = tuple(_tensor(model, sub, int(j)) for j in sub.OutputsAsNumpy())
+    except BadInput:
+        raise
+    except Exception as e:  # a truncated or garbled flatbuffer raises anything
+        raise BadInput(f"{path}: corrupt TFLite flatbuffer ({type(e).__name__}: {e})") from None
+    hist = Counter(op.op for op in ops)
+    return GraphInfo(
+        sha256=hashlib.sha256(buf).hexdigest(),
+        file_bytes=len(buf),
+        inputs=inputs,
+        outputs=outputs,
+        ops=tuple(ops),
+        params=params,
+        macs=sum(op.macs for op in ops),
+        activation_bytes=act,
+        op_histogram=dict(sorted(hist.items())),
+    )
+
+
+def _options(o, cls):
+    table = o.BuiltinOptions()
+    if table is None:
+        return None
+    opt = cls()
+    opt.Init(table.Bytes, table.Pos)
+    return opt
+
+
+def _stride(o, name: str) -> tuple[int, int] | None:
+    cls = {"CONV_2D": tflite.Conv2DOptions, "DEPTHWISE_CONV_2D": tflite.DepthwiseConv2DOptions}.get(
+        name, tflite.Pool2DOptions)
+    opt = _options(o, cls)
+    return (opt.StrideH(), opt.StrideW()) if opt is not None else None
+
+
+def _pool_kernel(o) -> tuple[int, int] | None:
+    opt = _options(o, tflite.Pool2DOptions)
+    return (opt.FilterHeight(), opt.FilterWidth()) if opt is not None else None

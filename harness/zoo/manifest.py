@@ -1,0 +1,56 @@
+"""Zoo manifests: load, validate, locate the bundled default."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import BadInput
+
+SCHEMA_VERSION = 1
+BUNDLED = Path(__file__).parent / "bundled" / "digits-compressed"
+REQUIRED = ("id", "file", "sha256", "family", "input", "macs", "params", "file_bytes")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: str
+    path: Path
+    sha256: str
+    family: str
+    macs: int
+    params: int
+    file_bytes: int
+    accuracy: float | None
+    knobs: dict
+    entry: dict  # the full manifest entry, kept for provenance
+
+
+def load_manifest(zoo: str | Path) -> tuple[dict, list[Candidate]]:
+    """Read ``zoo`` (a directory holding manifest.json, or the file itself)."""
+    zoo = Path(zoo)
+    path = zoo / "manifest.json" if zoo.is_dir() else zoo
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no zoo manifest here (build one with python -m harness.zoo)") from None
+    except json.JSONDecodeError as e:
+        raise BadInput(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("candidates"), list):
+        raise BadInput(f"{path}: expected an object with a 'candidates' list")
+    v = doc.get("schema_version")
+    if v != SCHEMA_VERSION:
+        raise BadInput(f"{path}: schema_version: expected {SCHEMA_VERSION}, got {v!r}")
+    out = []
+    seen = set()
+    for i, c in enumerate(doc["candidates"]):
+        for k in REQUIRED:
+            if not isinstance(c, dict) or k not in c:
+                raise BadInput(f"{path}: candidates[{i}].{k}: missing")
+        if c["id"] in seen:
+            raise BadInput(f"{path}: candidates[{i}].id: duplicate id {c['id']!r}")
+        seen.add(c["id"])
+        out.append(Candidate(c["id"], path.parent / c["file"], c["sha256"], c["family"], int(c["macs"]),
+                             int(c["params"]), int(c["file_bytes"]), c.get("accuracy"), c.get("knobs", {}), c))
+    return doc, out

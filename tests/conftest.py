@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.zoo.manifest import BUNDLED, load_manifest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def pick_candidates(n: int) -> list[str]:
+    """The ``n`` cheapest bundled candidates of distinct architectures (fast, yet different)."""
+    _, cands = load_manifest(BUNDLED)
+    out, seen = [], set()
+    for c in sorted(cands, key=lambda c: c.macs):
+        arch = (c.knobs.get("width"), c.knobs.get("blocks_removed"), c.knobs.get("resolution"))
+        if arch not in seen:
+            seen.add(arch)
+            out.append(c.id)
+        if len(out) == n:
+            break
+    return out
+
+
+def make_zoo(dest: Path, ids: list[str], rename: dict[str, str] | None = None, corrupt: list[str] = ()) -> Path:
+    """A zoo directory holding copies of bundled candidates; ``corrupt`` ones are overwritten with junk."""
+    doc, _ = load_manifest(BUNDLED)
+    dest.mkdir(parents=True, exist_ok=True)
+    keep = []
+    for c in doc["candidates"]:
+        if c["id"] not in ids:
+            continue
+        c = dict(c)
+        name = (rename or {}).get(c["id"], c["file"])
+        shutil.copyfile(BUNDLED / c["file"], dest / name)
+        c["file"] = name
+        if c["id"] in corrupt:
+            data = (dest / name).read_bytes()
+            junk = data[:8] + bytes(reversed(data[8:200])) + b"\x00" * 64
+            (dest / name).write_bytes(junk)
+            import hashlib
+            c["sha256"] = hashlib.sha256(junk).hexdigest()
+        keep.append(c)
+    doc = dict(doc, candidates=keep)
+    (dest / "manifest.json").write_text(json.dumps(doc))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def small_ids() -> list[str]:
+    return pick_candidates(3)
+
+
+@pytest.fixture
+def small_zoo(tmp_path, small_ids) -> Path:
+    return make_zoo(tmp_path / "zoo", small_ids)

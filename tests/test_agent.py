@@ -1,0 +1,123 @@
+"""The on-device agent, spoken to through its JSON-lines protocol over a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness import agent
+from harness.transport.local import LocalTransport
+from harness.zoo.manifest import BUNDLED, load_manifest
+from tests.sshd import descendants
+
+AGENT = agent.__file__
+ALT_PYTHON = os.environ.get("EDGE_AGENT_ALT_PYTHON")  # e.g. a venv with tflite-runtime + numpy<2
+
+
+def _talk(proc, req, timeout=120):
+    proc.write_line(json.dumps(req))
+    return json.loads(proc.read_line(timeout))
+
+
+def _model():
+    _, cands = load_manifest(BUNDLED)
+    return str(min(cands, key=lambda c: c.macs).path)
+
+
+@pytest.fixture(params=["host-python"] + (["alt-python"] if ALT_PYTHON else []))
+def python(request):
+    return sys.executable if request.param == "host-python" else ALT_PYTHON
+
+
+def test_hello_and_measure(python):
+    p = LocalTransport().start([python, AGENT])
+    try:
+        hello = _talk(p, {"cmd": "hello", "id": 1})
+        assert hello["ok"] and hello["id"] == 1 and hello["runtime_version"]
+        if python == ALT_PYTHON:
+            assert hello["runtime"] == "tflite-runtime" and hello["numpy"].startswith("1.")
+        r = _talk(p, {"cmd": "measure", "model": _model(), "threads": 1, "n_runs": 15, "id": 2})
+        assert r["ok"], r
+        assert len(r["samples_ms"]) == 15 and all(x > 0 for x in r["samples_ms"])
+        assert r["load_ms"] > 0 and r["first_inference_ms"] > 0 and len(r["warmup_ms"]) >= 10
+        assert r["peak_rss_mb"] > 1 and r["runtime"] == hello["runtime"]
+        assert "loadavg" in r["context_before"] and r["context_after"]["t_mono"] > r["context_before"]["t_mono"]
+    finally:
+        p.close()
+
+
+def test_protocol_stays_clean_and_errors_are_answers(tmp_path):
+    bad = tmp_path / "bad model.tflite"
+    bad.write_bytes(b"\x00" * 4 + b"TFL3" + os.urandom(300))
+    p = LocalTransport().start([sys.executable, AGENT])
+    try:
+        r = _talk(p, {"cmd": "measure", "model": str(bad), "n_runs": 3, "id": 7})
+        assert r["ok"] is False and r["kind"] == "model" and r["id"] == 7
+        p.write_line("this is not json")
+        assert json.loads(p.read_line(30))["kind"] == "protocol"
+        assert _talk(p, {"cmd": "nope", "id": 8})["kind"] == "protocol"
+        assert _talk(p, {"cmd": "hello", "id": 9})["ok"]  # still serving
+    finally:
+        p.close()
+
+
+def test_background_load_is_stopped_after_the_job_and_when_the_agent_dies():
+    proc = subprocess.Popen([sys.executable, AGENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc.stdin.write(json.dumps({"cmd": "measure", "model": _model(), "n_runs": 5, "background_load": 2}) + "\n")
+    proc.stdin.flush()
+    r = json.loads(proc.stdout.readline())
+    assert r["ok"] and len(r["background"]) == 2
+    assert all(not os.path.exists(f"/proc/{b['pid']}") or _zombie(b["pid"]) for b in r["background"])
+    # Now kill the agent mid-job: its busy children must go away on their own.
+    proc.stdin.write(json.dumps({"cmd": "measure", "model": _model(), "n_runs": 100000, "background_load": 2}) + "\n")
+    proc.stdin.flush()
+    deadline = time.monotonic() + 10
+    kids = []
+    while time.monotonic() < deadline and len(kids) < 2:
+        kids = [k for k in descendants(proc.pid)]
+        time.sleep(0.05)
+    assert len(kids) == 2
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{k}") and not _zombie(k) for k in kids):
+        time.sleep(0.1)
+    assert not any(os.path.exists(f"/proc/{k}") and not _zombie(k) for k in kids)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_agent_exits_when_stdin_closes():
+    proc = subprocess.Popen([sys.executable, AGENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc.stdin.close()
+    assert proc.wait(timeout=30) == 0
+
+
+def test_runtime_fallback_order_and_report():
+    rt = agent.load_runtime()
+    assert rt.name in ("tflite-runtime", "ai-edge-litert", "tensorflow.lite") and rt.version
+    with pytest.raises(RuntimeError, match="no TFLite runtime"):
+        agent.RUNTIMES_SAVED = agent.RUNTIMES
+        try:
+            agent.RUNTIMES = ()
+            agent.load_runtime()
+        finally:
+            agent.RUNTIMES = agent.RUNTIMES_SAVED
+
+
+def test_agent_source_is_python37_compatible():
+    vermin = pytest.importorskip("vermin")
+    out = subprocess.run([sys.executable, "-m", "vermin", "--target=3.7-", "--no-tips", "--violations", AGENT],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    del vermin

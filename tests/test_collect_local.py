@@ -1,0 +1,107 @@
+"""python -m harness.collect on the local machine, for real."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import threading
+import time
+
+import pyarrow.parquet as pq
+
+from harness.collect import main
+from tests.conftest import make_zoo
+from tests.sshd import processes_matching
+
+QUICK = ["--runs", "5", "--threads", "1", "--background-load", "0", "--no-report", "-q"]
+
+
+def _campaign(out):
+    (d,) = [p for p in out.iterdir() if p.is_dir()]
+    return d
+
+
+def local_inventory(tmp_path, workdir):
+    p = tmp_path / "inv.yaml"
+    p.write_text(f"targets:\n  - name: here\n    profile: x86-linux\n    transport: local\n"
+                 f"    python: {sys.executable}\n    workdir: \"{workdir}\"\n")
+    return p
+
+
+def test_collect_local_small_zoo(tmp_path, small_zoo, small_ids, capsys):
+    out = tmp_path / "runs"
+    assert main(["--zoo", str(small_zoo), "--out", str(out), *QUICK, "--threads", "1,2"]) == 0
+    d = _campaign(out)
+    rows = pq.read_table(d / "measurements.parquet").to_pylist()
+    assert len(rows) == len(small_ids) * 2
+    assert {(r["candidate_id"], r["threads"]) for r in rows} == {(c, t) for c in small_ids for t in (1, 2)}
+    for r in rows:
+        assert r["status"] == "ok" and r["n_runs"] == 5 and r["latency_ms_median"] > 0
+        assert r["runtime"] and r["runtime_version"] and r["target"] == "local" and r["profile"] == "x86-linux"
+        assert r["latency_ms_min"] <= r["latency_ms_median"] <= r["latency_ms_p90"]
+    printed = capsys.readouterr().out
+    assert f"output: {d}/" in printed and small_ids[0] in printed
+    # resuming a complete campaign measures nothing and changes nothing
+    before = pq.read_table(d / "measurements.parquet").to_pylist()
+    assert main(["--resume", d.name, "--out", str(out), "--no-report", "-q"]) == 0
+    assert pq.read_table(d / "measurements.parquet").to_pylist() == before
+
+
+def test_corrupt_model_gives_an_error_row_and_the_campaign_goes_on(tmp_path, small_ids, capsys):
+    weird = "model with 'quotes' \"dq\" $(touch PWNED) `id`.tflite"
+    zoo = make_zoo(tmp_path / "zoo", small_ids, rename={small_ids[0]: weird}, corrupt=[small_ids[1]])
+    out = tmp_path / "runs"
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["--zoo", str(zoo), "--out", str(out), *QUICK]) == 0
+    finally:
+        os.chdir(cwd)
+    rows = {r["candidate_id"]: r for r in pq.read_table(_campaign(out) / "measurements.parquet").to_pylist()}
+    assert rows[small_ids[0]]["status"] == "ok"           # the odd file name is measured normally
+    assert rows[small_ids[1]]["status"] == "failed" and "cannot load model" in rows[small_ids[1]]["error"]
+    assert rows[small_ids[2]]["status"] == "ok"           # and the campaign went on
+    assert not (tmp_path / "PWNED").exists()
+    assert "model: cannot load model" in capsys.readouterr().out
+
+
+def test_agent_killed_mid_campaign_is_retried(tmp_path, small_ids):
+    workdir = tmp_path / "agent-kill"
+    inv = local_inventory(tmp_path, workdir)
+    zoo = make_zoo(tmp_path / "zoo", small_ids)
+    out = tmp_path / "runs"
+    rc = []
+    th = threading.Thread(target=lambda: rc.append(main(["-i", str(inv), "--zoo", str(zoo), "--out", str(out),
+                                                         "--runs", "400", "--threads", "1,2", "--no-report", "-q",
+                                                         "--backoff", "0.1"])))
+    th.start()
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline:
+        agents = processes_matching(str(workdir) + "/agent-")
+        dbs = list(out.glob("*/campaign.sqlite"))
+        if agents and dbs:
+            n_ok = sqlite3.connect(dbs[0]).execute("SELECT count(*) FROM jobs WHERE status='ok'").fetchone()[0]
+            if n_ok >= 1:
+                os.kill(agents[0], 9)
+                killed = agents[0]
+        time.sleep(0.02)
+    th.join(120)
+    assert killed is not None and rc == [0]
+    db = sqlite3.connect(next(out.glob("*/campaign.sqlite")))
+    assert db.execute("SELECT count(*) FROM jobs WHERE status='ok'").fetchone()[0] == len(small_ids) * 2
+    assert db.execute("SELECT count(*) FROM errors WHERE kind='transport'").fetchone()[0] >= 1
+    assert db.execute("SELECT max(attempts) FROM jobs").fetchone()[0] == 2
+    assert not processes_matching(str(workdir) + "/agent-")
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    bad = tmp_path / "inv.yaml"
+    bad.write_text("targets:\n  - {name: x, profile: x86-linux, transport: local, port: no}\n")
+    assert main(["-i", str(bad), "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "inv.yaml: targets[0].port: expected an integer" in err
+    assert not (tmp_path / "runs").exists()  # nothing half-written
+    assert main(["--zoo", str(tmp_path / "nowhere"), "--out", str(tmp_path / "runs")]) == 2
+    assert "no zoo manifest" in capsys.readouterr().err

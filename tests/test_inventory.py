@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import BadInput
+from harness.inventory import load_inventory, load_profile
+from harness.transport.ssh import SSHParams, resolve
+
+PROFILES = Path(__file__).parent.parent / "device_profiles"
+
+
+def write(tmp_path, text, name="inv.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_no_inventory_means_the_local_machine():
+    (t,) = load_inventory(None)
+    assert t.name == "local" and t.transport == "local" and t.profile.name == "x86-linux"
+
+
+def test_valid_inventory(tmp_path):
+    p = write(tmp_path, "targets:\n  - {name: pi, profile: raspberry-pi-4, host: pi4, user: pi, port: 2222}\n"
+                        "  - {name: here, profile: x86-linux, transport: local}\n")
+    pi, here = load_inventory(p)
+    assert (pi.transport, pi.host, pi.port, pi.python) == ("ssh", "pi4", 2222, "python3")
+    assert pi.workdir.endswith("/pi") and here.transport == "local"
+    assert len(pi.profile.sha256) == 64
+
+
+@pytest.mark.parametrize("text, message", [
+    ("targets:\n  - name: a\n   profile: x\n", r"inv.yaml:3:\d+: invalid YAML"),
+    ("targets: 3\n", r"inv.yaml: targets: expected a list of targets"),
+    ("targets:\n  - {name: a, profile: x86-linux, host: h, port: 99999}\n", r"targets\[0\]\.port: expected an integer"),
+    ("targets:\n  - {name: a, profile: nope, host: h}\n", r"targets\[0\]\.profile: .*nope.yaml: no such device profile"),
+    ("targets:\n  - {name: a, profile: x86-linux}\n", r"targets\[0\]\.host: expected an address"),
+    ("targets:\n  - {name: a, profile: x86-linux, transport: telnet}\n", r"targets\[0\]\.transport: expected local or ssh"),
+    ("targets:\n  - {name: a, profile: x86-linux, transport: local}\n  - {name: a, profile: x86-linux, "
+     "transport: local}\n", r"targets\[1\]\.name: expected a unique name"),
+    ("targets:\n  - {name: 'a b', profile: x86-linux, transport: local}\n", r"targets\[0\]\.name: expected a name"),
+    ("targets:\n  - {name: a, profile: x86-linux, transport: local, colour: red}\n", r"got \['colour'\]"),
+])
+def test_bad_inventory_is_one_line_naming_file_and_field(tmp_path, text, message):
+    with pytest.raises(BadInput, match=message) as e:
+        load_inventory(write(tmp_path, text))
+    assert "\n" not in str(e.value) and "inv.yaml" in str(e.value)
+
+
+def test_every_shipped_profile_validates():
+    names = [p.stem for p in PROFILES.glob("*.yaml")]
+    assert "x86-linux" in names and len(names) >= 5
+    for n in names:
+        assert load_profile(n).power_model["idle_w"] >= 0
+
+
+def test_bad_profile(tmp_path):
+    (tmp_path / "p.yaml").write_text("name: p\nos: linux\ncpu: {clusters: []}\n")
+    with pytest.raises(BadInput, match=r"p.yaml: cpu.clusters: expected a non-empty list"):
+        load_profile("p", tmp_path)
+
+
+def test_ssh_config_is_honoured(tmp_path):
+    cfg = write(tmp_path, "Host board\n  HostName 127.0.0.9\n  User pi\n  Port 2200\n  IdentityFile ~/k\n"
+                          "  ProxyJump jumper\n", "config")
+    r = resolve(SSHParams("board", ssh_config=str(cfg)))
+    assert (r["hostname"], r["user"], r["port"], r["proxyjump"]) == ("127.0.0.9", "pi", 2200, "jumper")
+    assert r["identity_file"] == str(Path("~/k").expanduser())
+    # explicit inventory values win over the config
+    r = resolve(SSHParams("board", port=22, user="root", ssh_config=str(cfg)))
+    assert (r["user"], r["port"]) == ("root", 22)
