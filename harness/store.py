@@ -225,14 +225,34 @@ class Store:
             out.append(row)
         return out
 
-    def raw_samples(self, cid: str) -> dict[int, list[float]]:
+    def raw_samples(self, cid: str) -> dict[tuple[str, str, int, int], list[float]]:
+        """Timed samples keyed by (target, candidate_id, threads, background_load)."""
         with self._lock:
-            res: dict[int, list[float]] = {}
-            for jid, x in self.db.execute(
-                    "SELECT s.job_id, s.latency_ms FROM samples s JOIN jobs j ON j.id=s.job_id WHERE j.campaign_id=? "
-                    "AND s.phase='timed' ORDER BY s.job_id, s.idx", (cid,)):
-                res.setdefault(jid, []).append(x)
+            res: dict[tuple[str, str, int, int], list[float]] = {}
+            for t, c, th, bg, x in self.db.execute(
+                    "SELECT j.target, j.candidate_id, j.threads, j.background_load, s.latency_ms FROM samples s "
+                    "JOIN jobs j ON j.id=s.job_id WHERE j.campaign_id=? AND s.phase='timed' ORDER BY s.job_id, s.idx",
+                    (cid,)):
+                res.setdefault((t, c, th, bg), []).append(x)
             return res
+
+    def campaign_ids(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self.db.execute("SELECT id FROM campaigns ORDER BY created_at")]
+
+    def targets(self, cid: str) -> list[dict]:
+        with self._lock:
+            cur = self.db.execute("SELECT name, profile, profile_sha256, transport, host, info FROM targets "
+                                  "WHERE campaign_id=? ORDER BY name", (cid,))
+            return [dict(zip(("name", "profile", "profile_sha256", "transport", "host"), r[:5]),
+                         info=json.loads(r[5]) if r[5] else {}) for r in cur.fetchall()]
+
+    def candidates(self, cid: str) -> list[dict]:
+        with self._lock:
+            cur = self.db.execute("SELECT candidate_id, sha256, family, macs, params, file_bytes, accuracy, entry "
+                                  "FROM candidates WHERE campaign_id=? ORDER BY macs", (cid,))
+            cols = ("candidate_id", "sha256", "family", "macs", "params", "file_bytes", "accuracy")
+            return [dict(zip(cols, r[:7]), knobs=json.loads(r[7]).get("knobs", {})) for r in cur.fetchall()]
 
     def export_parquet(self, cid: str, out: str | Path) -> Path:
         import pyarrow as pa

@@ -1,0 +1,1 @@
+"""Self-contained HTML reports of campaigns (presentation only: nothing imports this)."""

@@ -1,0 +1,229 @@
+"""python -m reports.build RUN_DIR [--out FILE]: one self-contained HTML report of a run folder.
+
+Figures are embedded as base64 SVG, tables sort on click with a few lines of inline script: the
+file opens offline and prints. A missing or corrupt part of the run folder leaves its section
+saying what is missing; the rest of the report is still built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from harness import __version__
+from reports import figures
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue().encode()).decode()
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def load_run(run_dir: Path) -> dict:
+    """What the run folder holds; ``problems`` lists what is missing or unreadable."""
+    data: dict = {"problems": [], "rows": [], "samples": {}, "targets": [], "candidates": [], "errors": [],
+                  "campaign": None, "counts": {}}
+    db = run_dir / "campaign.sqlite"
+    if db.is_file():
+        try:
+            from harness.store import Store
+            store = Store(db)
+            cid = store.campaign_ids()[0]
+            data.update(campaign=store.campaign(cid), rows=store.rows(cid), samples=store.raw_samples(cid),
+                        targets=store.targets(cid), candidates=store.candidates(cid), errors=store.errors(cid),
+                        counts=store.status_counts(cid))
+            store.close()
+            return data
+        except Exception as e:  # corrupt database, wrong schema, empty store
+            data["problems"].append(f"{db.name}: unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    else:
+        data["problems"].append(f"{db.name}: missing")
+    pq = run_dir / "measurements.parquet"
+    try:
+        import pyarrow.parquet as papq
+        data["rows"] = papq.read_table(pq).to_pylist()
+        data["problems"].append("raw samples, targets and errors come from campaign.sqlite: using "
+                                "measurements.parquet (medians only)")
+    except Exception as e:
+        data["problems"].append(f"{pq.name}: {'missing' if not pq.exists() else 'unreadable'}"
+                                + ("" if not pq.exists() else f" ({type(e).__name__})"))
+    return data
+
+
+def _section(title: str, fn: Callable[[], dict], anchor: str) -> dict:
+    try:
+        body = fn()
+    except _Missing as e:
+        body = {"missing": str(e)}
+    except Exception as e:  # a section that cannot be drawn says so; the report goes on
+        body = {"missing": f"could not build this section ({type(e).__name__}: {e})"}
+    return {"title": title, "anchor": anchor, **body}
+
+
+class _Missing(Exception):
+    pass
+
+
+def _ok_rows(data: dict) -> list[dict]:
+    return [r for r in data["rows"] if r["status"] == "ok"]
+
+
+def _base_context(rows: list[dict]) -> tuple[int, int]:
+    """The context each candidate is compared in: fewest threads, least background load."""
+    return min((r["threads"], r["background_load"]) for r in rows)
+
+
+def campaign_section(data: dict) -> dict:
+    if data["campaign"] is None and not data["rows"]:
+        raise _Missing("no campaign data (campaign.sqlite and measurements.parquet both unavailable)")
+    return {"targets": data["targets"], "candidates": data["candidates"], "counts": data["counts"],
+            "errors": data["errors"], "campaign": data["campaign"]}
+
+
+def latency_section(data: dict) -> dict:
+    rows = _ok_rows(data)
+    if not rows:
+        raise _Missing("no successful measurement in this run")
+    figs, tables = [], []
+    macs = {c["candidate_id"]: c["macs"] for c in data["candidates"]} or {r["candidate_id"]: r.get("macs") or 0 for r in rows}
+    for target in sorted({r["target"] for r in rows}):
+        trows = [r for r in rows if r["target"] == target]
+        th, bg = _base_context(trows)
+        base = sorted((r for r in trows if (r["threads"], r["background_load"]) == (th, bg)),
+                      key=lambda r: macs.get(r["candidate_id"], 0))
+        names = [r["candidate_id"] for r in base]
+        throttled = {r["candidate_id"] for r in base if r["throttled"]}
+        if data["samples"]:
+            s = {n: data["samples"].get((target, n, th, bg), []) for n in names}
+            figs.append({"src": svg(figures.latency_boxes(s, throttled, f"{target}: raw latency samples "
+                                                          f"(threads={th}, background load={bg})")),
+                         "alt": f"latency distribution on {target}"})
+        figs.append({"src": svg(figures.load_and_first(names, [r["load_ms"] for r in base],
+                                                       [r["first_inference_ms"] for r in base],
+                                                       f"{target}: model load and first inference")),
+                     "alt": f"load time on {target}"})
+        ctx = {(r["threads"], r["background_load"]) for r in trows}
+        if len(ctx) > 1:
+            series: dict[str, dict] = {}
+            for r in trows:
+                series.setdefault(r["candidate_id"], {})[(r["threads"], r["background_load"])] = r["latency_ms_median"]
+            figs.append({"src": svg(figures.context_effect(series, f"{target}: threads and background load")),
+                         "alt": f"context effect on {target}"})
+    for r in sorted(data["rows"], key=lambda r: (r["target"], macs.get(r["candidate_id"], 0), r["threads"],
+                                                 r["background_load"])):
+        tables.append(r)
+    return {"figures": figs, "rows": tables, "n_throttled": sum(bool(r["throttled"]) for r in rows)}
+
+
+def energy_section(data: dict) -> dict:
+    rows = [r for r in _ok_rows(data) if r.get("energy_mj") is not None]
+    if not rows:
+        sources = sorted({r.get("energy_source") or "none" for r in data["rows"]}) or ["none"]
+        raise _Missing(f"no energy in this run (energy_source: {', '.join(sources)}); power meters and "
+                       f"estimates come with the telemetry work")
+    pts: dict[str, tuple] = {}
+    for src in sorted({r["energy_source"] for r in rows}):
+        sel = [r for r in rows if r["energy_source"] == src]
+        label = src + (" (ESTIMATE)" if src.startswith("estimate") else "")
+        pts[label] = (np.array([r["latency_ms_median"] for r in sel]), np.array([r["energy_mj"] for r in sel]))
+    return {"figures": [{"src": svg(figures.energy_vs_latency(pts, "energy per inference against latency")),
+                         "alt": "energy against latency"}]}
+
+
+def tradeoff_section(data: dict) -> dict:
+    rows = [r for r in _ok_rows(data) if r.get("accuracy") is not None]
+    if not rows:
+        raise _Missing("no candidate with a measured accuracy (e.g. nb201 or imported models without --accuracy)")
+    pts, fronts = {}, []
+    for target in sorted({r["target"] for r in rows}):
+        trows = [r for r in rows if r["target"] == target]
+        th, bg = _base_context(trows)
+        sel = [r for r in trows if (r["threads"], r["background_load"]) == (th, bg)]
+        x = np.array([r["latency_ms_median"] for r in sel])
+        y = np.array([r["accuracy"] for r in sel])
+        pts[f"{target} (t{th}/bg{bg})"] = (x, y, [r["candidate_id"] for r in sel])
+        for i in figures.pareto_front(x, y):
+            fronts.append({"target": target, "candidate_id": sel[i]["candidate_id"], "latency_ms_median": x[i],
+                           "accuracy": y[i]})
+    return {"figures": [{"src": svg(figures.tradeoff(pts, "median latency (ms)", "accuracy against latency, "
+                                                     "with the Pareto front per target")), "alt": "trade-off"}],
+            "front": fronts}
+
+
+def predictors_section(run_dir: Path) -> dict:
+    d = run_dir / "predictors"
+    if not d.is_dir():
+        raise _Missing("no predictor outputs in this run folder (predictors/ absent)")
+    raise _Missing(f"{d}: predictor outputs found but this version cannot show them yet")
+
+
+def build_report(run_dir: str | Path, out: str | Path | None = None, command: str | None = None) -> Path:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        from harness.errors import BadInput
+        raise BadInput(f"{run_dir}: no such run folder")
+    data = load_run(run_dir)
+    sections = [
+        _section("Campaign", lambda: campaign_section(data), "campaign"),
+        _section("Latency", lambda: latency_section(data), "latency"),
+        _section("Energy", lambda: energy_section(data), "energy"),
+        _section("Trade-off", lambda: tradeoff_section(data), "tradeoff"),
+        _section("Predictors", lambda: predictors_section(run_dir), "predictors"),
+    ]
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    env.filters["ms"] = lambda x: "-" if x is None else f"{x:.3f}"
+    env.filters["when"] = lambda t: "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    camp = data["campaign"] or {}
+    html = env.get_template("report.html.j2").render(
+        run=run_dir.name, sections=sections, problems=data["problems"], campaign=camp,
+        provenance={"harness_version": __version__, "commit": _commit(),
+                    "command": camp.get("command") or "-", "report_command": command or "-",
+                    "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                    "campaign_created": camp.get("created_at")})
+    out = Path(out) if out else run_dir / "report.html"
+    tmp = out.with_suffix(".html.part")
+    tmp.write_text(html)
+    tmp.replace(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m reports.build", description=__doc__)
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    from harness.errors import HarnessError
+    try:
+        out = build_report(args.run_dir, args.out,
+                           shlex.join(["python", "-m", "reports.build", *(argv if argv is not None else sys.argv[1:])]))
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Pure functions: data -> matplotlib Figure. No I/O, no global state (the Agg backend is local)."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+FLAG = "#d62728"
+
+
+def _fig(w: float = 7.0, h: float = 3.6) -> Figure:
+    fig = Figure(figsize=(w, h), dpi=100, layout="constrained")
+    return fig
+
+
+def latency_boxes(samples: dict[str, list[float]], throttled: set[str], title: str) -> Figure:
+    """Raw latency samples per candidate (box plot, log scale); throttled candidates in red."""
+    names = list(samples)
+    fig = _fig(7.5, max(2.5, 0.22 * len(names) + 1.0))
+    ax = fig.add_subplot()
+    bp = ax.boxplot([samples[n] for n in names], vert=False, showfliers=True, widths=0.6,
+                    flierprops={"markersize": 2, "alpha": 0.5}, patch_artist=True)
+    for patch, n in zip(bp["boxes"], names):
+        patch.set_facecolor(FLAG if n in throttled else "#9ecae1")
+    ax.set_yticks(range(1, len(names) + 1), [n + (" (throttled)" if n in throttled else "") for n in names],
+                  fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per inference (ms, raw samples)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def load_and_first(names: list[str], load_ms: list[float], first_ms: list[float], title: str) -> Figure:
+    fig = _fig(7.5, max(2.5, 0.22 * len(names) + 1.0))
+    ax = fig.add_subplot()
+    y = np.arange(len(names))
+    ax.barh(y - 0.2, load_ms, 0.4, label="model load (interpreter + allocate)")
+    ax.barh(y + 0.2, first_ms, 0.4, label="first inference")
+    ax.set_yticks(y, names, fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("ms")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def context_effect(series: dict[str, dict[tuple[int, int], float]], title: str) -> Figure:
+    """Median latency per (threads, background load) context, one line per candidate."""
+    fig = _fig()
+    ax = fig.add_subplot()
+    contexts = sorted({k for s in series.values() for k in s})
+    labels = [f"t{t}/bg{b}" for t, b in contexts]
+    for name, s in series.items():
+        ax.plot(range(len(contexts)), [s.get(k, np.nan) for k in contexts], marker="o", ms=3, lw=1, label=name)
+    ax.set_xticks(range(len(contexts)), labels, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlabel("context (threads / background busy processes)")
+    ax.set_ylabel("median latency (ms)")
+    if len(series) <= 12:
+        ax.legend(fontsize=6, ncols=2)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def pareto_front(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Indices of points not dominated by another (lower x is better, higher y is better)."""
+    order = np.lexsort((-ys, xs))
+    front, best = [], -np.inf
+    for i in order:
+        if ys[i] > best:
+            front.append(i)
+            best = ys[i]
+    return np.asarray(front, int)
+
+
+def tradeoff(points: dict[str, tuple[np.ndarray, np.ndarray, list[str]]], xlabel: str, title: str) -> Figure:
+    """Accuracy against a cost per target, with each target's Pareto front."""
+    fig = _fig()
+    ax = fig.add_subplot()
+    for target, (x, y, _names) in points.items():
+        sc = ax.scatter(x, y, s=14, alpha=0.7, label=target)
+        f = pareto_front(x, y)
+        ax.step(x[f], y[f], where="post", color=sc.get_facecolor()[0], lw=1.5)
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (held-out split)")
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def energy_vs_latency(points: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Figure:
+    fig = _fig()
+    ax = fig.add_subplot()
+    for label, (lat, en) in points.items():
+        ax.scatter(lat, en, s=14, alpha=0.7, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("median latency (ms)")
+    ax.set_ylabel("energy per inference (mJ)")
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    return fig

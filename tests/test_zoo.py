@@ -1,0 +1,129 @@
+"""The bundled zoo: honest metadata, a real trade-off, reproducible accuracy; graph reading; import."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from harness.errors import BadInput
+from harness.zoo.__main__ import main as zoo_main
+from harness.zoo.evaluate import accuracy
+from harness.zoo.graph import read_graph, sha256_file
+from harness.zoo.manifest import BUNDLED, load_manifest
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_manifest(BUNDLED)
+
+
+def test_bundled_zoo_is_honest(bundled):
+    doc, cands = bundled
+    assert len(cands) >= 24
+    assert {c.knobs["quantization"] for c in cands} == {"float32", "float16", "dynamic-int8", "int8"}
+    assert sum(c.path.stat().st_size for c in cands) < 5 * 2**20
+    macs = [c.macs for c in cands]
+    assert max(macs) >= 10 * min(macs)
+    assert len({round(c.accuracy, 3) for c in cands}) >= 5  # accuracies differ across the family
+    split = doc["task"]["split"]
+    assert len(split["indices"]) == 450 and split["seed"] == 0
+    for c in cands:
+        assert sha256_file(c.path) == c.sha256 == read_graph(c.path).sha256
+        g = read_graph(c.path)
+        assert (g.macs, g.params, g.file_bytes) == (c.macs, c.params, c.file_bytes)
+        assert list(g.inputs[0].shape) == c.entry["input"]["shape"]
+        assert g.inputs[0].shape[1] == c.knobs["resolution"]
+        t = c.entry["training"]
+        assert t["fine_tuned"] == (c.knobs["width"] != 1.0 or c.knobs["blocks_removed"] != 0)
+        if c.knobs["quantization"] == "int8":
+            q = c.entry["preprocessing"]["quantize"]
+            assert g.inputs[0].dtype == "int8" and q["scale"] == g.inputs[0].scale
+
+
+def test_held_out_split_is_disjoint_from_training(bundled):
+    from harness.zoo.digits import split_indices
+    doc, _ = bundled
+    tr, te = split_indices(doc["task"]["split"]["seed"])
+    assert list(te) == doc["task"]["split"]["indices"] and not set(tr) & set(te)
+
+
+def test_bundled_accuracies_reproduce(bundled):
+    """A plain TFLite interpreter on the stated split gives the stated accuracy (a few; bench/ checks all)."""
+    doc, cands = bundled
+    idx = doc["task"]["split"]["indices"]
+    by_cost = sorted(cands, key=lambda c: c.macs)
+    for c in [by_cost[0], by_cost[len(by_cost) // 2], by_cost[-1]] + [x for x in cands if x.knobs["quantization"] == "int8"][:1]:
+        assert accuracy(c.path, c.entry["preprocessing"], idx) == pytest.approx(c.accuracy, abs=1e-6), c.id
+
+
+def test_graph_reader_ops_and_macs(bundled):
+    _, cands = bundled
+    c = max(cands, key=lambda c: c.macs)
+    g = read_graph(c.path)
+    hist = g.op_histogram
+    assert hist.get("CONV_2D", 0) >= 5 and hist.get("DEPTHWISE_CONV_2D", 0) >= 5 and hist.get("FULLY_CONNECTED") == 1
+    conv = next(op for op in g.ops if op.op == "CONV_2D")
+    assert conv.kernel == (3, 3) and conv.stride == (2, 2)  # the stem
+    # the stem's MACs by hand: out HxW x Cout x 3x3 x Cin(1)
+    h = c.knobs["resolution"] // 2
+    assert conv.macs == h * h * conv.outputs[0].shape[-1] * 9
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "not a TFLite flatbuffer"),
+    (b"GIF89a" + bytes(100), "not a TFLite flatbuffer"),
+    (b"\x10\x00\x00\x00TFL3" + bytes(range(256)) * 2, "corrupt TFLite flatbuffer"),
+])
+def test_graph_reader_rejects_bad_files(tmp_path, data, message):
+    p = tmp_path / "m.tflite"
+    p.write_bytes(data)
+    with pytest.raises(BadInput, match=message) as e:
+        read_graph(p)
+    assert str(p) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_import_skips_corrupt_files_with_one_line_each(bundled, tmp_path, capsys):
+    _, cands = bundled
+    d = tmp_path / "mine"
+    d.mkdir()
+    for c in cands[:3]:
+        shutil.copyfile(c.path, d / c.path.name)
+    (d / "broken.tflite").write_bytes(b"\x10\x00\x00\x00TFL3" + bytes(range(256)))
+    (d / "notes.tflite").write_text("hello")
+    (d / "acc.csv").write_text("file,accuracy\n" + f"{cands[0].path.name},0.5\n")
+    assert zoo_main(["import", str(d), "--accuracy", str(d / "acc.csv")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and any("broken.tflite" in line for line in err) and any("notes.tflite" in line for line in err)
+    doc, imported = load_manifest(d)
+    assert sorted(c.id for c in imported) == sorted(c.id for c in cands[:3])
+    by_id = {c.id: c for c in imported}
+    assert by_id[cands[0].id].accuracy == 0.5 and by_id[cands[1].id].accuracy is None
+    assert by_id[cands[0].id].macs == cands[0].macs and doc["family"] == "mine"
+
+
+def test_manifest_errors_name_the_file(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"schema_version": 1, "candidates": [{"id": "a"}]}')
+    with pytest.raises(BadInput, match=r"manifest.json: candidates\[0\]\.file: missing"):
+        load_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"schema_version": 1,\n "candidates": [}')
+    with pytest.raises(BadInput, match=r"manifest.json:2:\d+: invalid JSON"):
+        load_manifest(tmp_path)
+
+
+def test_preprocessing_matches_the_manifest_rule(bundled):
+    from sklearn.datasets import load_digits
+
+    from harness.zoo.evaluate import apply_preprocessing
+    _, cands = bundled
+    c = next(c for c in cands if c.knobs["quantization"] == "int8")
+    img = load_digits().images[:1]
+    x = apply_preprocessing(img, c.entry["preprocessing"])
+    f = c.knobs["resolution"] // 8
+    q = c.entry["preprocessing"]["quantize"]
+    expect = np.clip(np.round(img[0, 0, 0] / 16.0 / q["scale"]) + q["zero_point"], -128, 127)
+    assert x.shape == (1, c.knobs["resolution"], c.knobs["resolution"], 1) and x.dtype == np.int8
+    assert (x[0, :f, :f, 0] == expect).all()
+    json.dumps(c.entry)  # the entry is plain JSON
