@@ -23,10 +23,11 @@ import time
 AGENT_PROTOCOL = 1
 RUNTIMES = ("tflite_runtime", "ai_edge_litert", "tensorflow")
 
-# A busy loop that exits by itself when its parent (the agent) is gone.
+# A busy loop that exits by itself when its parent (the agent, whose pid is argv[1]) is gone,
+# even if the agent died before this child got to look.
 _BUSY = (
-    "import os\n"
-    "p = os.getppid()\n"
+    "import os, sys\n"
+    "p = int(sys.argv[1])\n"
     "while os.getppid() == p:\n"
     "    for _ in range(200000):\n"
     "        pass\n"
@@ -148,7 +149,7 @@ def start_background_load(n):
     except AttributeError:
         cpus = []
     for i in range(int(n)):
-        p = subprocess.Popen([sys.executable, "-c", _BUSY], stdin=subprocess.DEVNULL,
+        p = subprocess.Popen([sys.executable, "-c", _BUSY, str(os.getpid())], stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         pinned = None
         if cpus:

@@ -51,6 +51,13 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def _is_sshd(pid: int) -> bool:
+    try:
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe")).startswith("sshd")
+    except OSError:
+        return False
+
+
 def processes_matching(text: str) -> list[int]:
     me = os.getpid()
     return [int(d) for d in os.listdir("/proc") if d.isdigit() and int(d) != me and text in cmdline(int(d))]
@@ -92,7 +99,7 @@ class SSHServer:
         is the agent's business)."""
         if self.proc is None:
             return
-        pids = [p for p in descendants(self.proc.pid) if "sshd" in cmdline(p)] + [self.proc.pid]
+        pids = [p for p in descendants(self.proc.pid) if _is_sshd(p)] + [self.proc.pid]
         for p in pids:
             try:
                 os.kill(p, signal.SIGKILL)

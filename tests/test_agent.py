@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -116,8 +118,6 @@ def test_runtime_fallback_order_and_report():
 
 
 def test_agent_source_is_python37_compatible():
-    vermin = pytest.importorskip("vermin")
-    out = subprocess.run([sys.executable, "-m", "vermin", "--target=3.7-", "--no-tips", "--violations", AGENT],
-                         capture_output=True, text=True)
+    vermin = shutil.which("vermin") or str(Path(sys.executable).parent / "vermin")
+    out = subprocess.run([vermin, "--target=3.7-", "--no-tips", "--violations", AGENT], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
-    del vermin

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import paramiko
 import pyarrow.parquet as pq
 import pytest
 
@@ -121,7 +122,10 @@ def test_proxyjump_from_ssh_config(servers, tmp_path):
     t.connect()
     try:
         rc, out, _ = t.run(["sh", "-c", "echo $SSH_CONNECTION"])
-        assert rc == 0 and out.split()[0] == srv[0].addr  # the board saw the jump host as the client
+        assert rc == 0 and out.split()[2:4] == [srv[1].addr, str(srv[1].port)]  # we reached the board...
+        jump, board = t._clients
+        assert jump.get_transport().getpeername()[:2] == (srv[0].addr, srv[0].port)  # ...through the jump host
+        assert isinstance(board.get_transport().sock, paramiko.Channel)
         rc, out, _ = t.run(["echo", "a b", "$(id)", "'q'"])
         assert out == "a b $(id) 'q'\n"
     finally:
