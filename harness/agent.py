@@ -5,7 +5,7 @@ that imports). Python 3.7 compatible. Speaks JSON lines: one request per line on
 response per line on stdout. Exits when stdin closes; background-load processes it started are
 stopped on every path out (and stop themselves if the agent is killed).
 
-    python3 agent.py                      # serve requests
+    python3 agent.py [--log FILE]         # serve requests; stderr (runtime chatter) to FILE
     python3 agent.py --provision DIR      # create DIR/venv with NumPy and a TFLite runtime
 """
 
@@ -352,6 +352,11 @@ def main(argv=None):
         print(provision(argv[1], argv[2] if len(argv) > 2 else "ai-edge-litert",
                         "--system-site-packages" in argv))
         return 0
+    if "--log" in argv:
+        # Nobody reads a remote stderr while we serve: a full pipe would block the agent.
+        fd = os.open(argv[argv.index("--log") + 1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
     # Keep the protocol channel clean: anything the runtime prints to fd 1 goes to stderr.
     proto = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)

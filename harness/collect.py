@@ -20,8 +20,8 @@ from harness.runner import RunSettings, TargetWorker
 from harness.store import Store
 from harness.zoo.manifest import BUNDLED, load_manifest
 
-QUICK = {"threads": [1, 2], "background_load": [0], "runs": 20}
-FULL = {"threads": [1, 2, 4], "background_load": [0, 1, 2], "runs": 100}
+QUICK = {"threads": [1, 2], "background_load": [0, 1], "runs": 50}
+FULL = {"threads": [1, 2, 4], "background_load": [0, 1, 2], "runs": 200}
 
 
 def _int_list(s: str, what: str) -> list[int]:

@@ -69,11 +69,22 @@ class Session:
             if rc != 0:
                 raise TransportError(f"provisioning failed: {err.strip().splitlines()[-1] if err.strip() else rc}")
             python = out.strip().splitlines()[-1]
-        self.agent = tr.start([python, agent_path])
-        self.info = self.request({"cmd": "hello"}, timeout=120)
+        log = f"{wd}/agent.log"
+        self.agent = tr.start([python, agent_path, "--log", log])
+        try:
+            self.info = self.request({"cmd": "hello"}, timeout=120)
+        except TransportError as e:
+            raise TransportError(f"{e}; agent log {log}: {self._log_tail(log)}") from None
         if not self.info.get("ok"):
             raise TransportError(f"agent on {self.target.name} cannot run: {self.info.get('error')}")
         return self.info
+
+    def _log_tail(self, log: str) -> str:
+        try:
+            rc, out, _ = self.transport.run(["tail", "-n", "1", log], timeout=10)
+            return out.strip() or "(empty)"
+        except TransportError:
+            return "(unreadable)"
 
     def request(self, req: dict, timeout: float) -> dict:
         self._seq += 1

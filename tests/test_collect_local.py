@@ -72,9 +72,9 @@ def test_agent_killed_mid_campaign_is_retried(tmp_path, small_ids):
     zoo = make_zoo(tmp_path / "zoo", small_ids)
     out = tmp_path / "runs"
     rc = []
-    th = threading.Thread(target=lambda: rc.append(main(["-i", str(inv), "--zoo", str(zoo), "--out", str(out),
-                                                         "--runs", "400", "--threads", "1,2", "--no-report", "-q",
-                                                         "--backoff", "0.1"])))
+    args = ["-i", str(inv), "--zoo", str(zoo), "--out", str(out), "--runs", "400", "--threads", "1,2",
+            "--background-load", "0", "--no-report", "-q", "--backoff", "0.1"]
+    th = threading.Thread(target=lambda: rc.append(main(args)))
     th.start()
     killed = None
     deadline = time.monotonic() + 60
@@ -105,3 +105,16 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()  # nothing half-written
     assert main(["--zoo", str(tmp_path / "nowhere"), "--out", str(tmp_path / "runs")]) == 2
     assert "no zoo manifest" in capsys.readouterr().err
+
+
+def test_target_without_a_runtime_is_a_clear_error(tmp_path, small_zoo, capsys):
+    """A real bare interpreter (a venv with no NumPy and no TFLite runtime) as the target's python."""
+    import venv
+    venv.create(tmp_path / "bare", with_pip=False)
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(f"targets:\n  - {{name: bare, profile: x86-linux, transport: local, "
+                   f"python: '{tmp_path / 'bare/bin/python'}', workdir: '{tmp_path / 'w'}'}}\n")
+    assert main(["-i", str(inv), "--zoo", str(small_zoo), "--out", str(tmp_path / "runs"), "--retries", "0",
+                 *QUICK]) == 1
+    out = capsys.readouterr().out
+    assert "[bare] - connect: agent on bare cannot run: no TFLite runtime importable (tflite_runtime:" in out
