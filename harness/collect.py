@@ -202,10 +202,9 @@ def _main(args, argv) -> int:
     if not args.no_report:
         try:
             from reports.build import build_report
-            html = build_report(run_dir)
-            print(f"report: {html}")
-        except ImportError:
-            pass
+            print(f"report: {build_report(run_dir)}")
+        except Exception as e:  # the measurements are safe in the store; say why the report is missing
+            print(f"report: not written ({type(e).__name__}: {e}); try python -m reports.build {run_dir}")
     print(f"output: {run_dir}/  ({pq.name})")
     store.close()
     incomplete = sum(v for k, v in counts.items() if k not in ("ok", "failed"))

@@ -4,27 +4,38 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 FLAG = "#d62728"
 
 
-def _fig(w: float = 7.0, h: float = 3.6) -> Figure:
-    fig = Figure(figsize=(w, h), dpi=100, layout="constrained")
+def _fig(w: float = 7.0, h: float = 3.6, left_in: float = 0.8) -> Figure:
+    """Margins fixed in inches (constrained layout redraws every figure twice just to measure)."""
+    fig = Figure(figsize=(w, h), dpi=100)
+    fig.subplots_adjust(left=left_in / w, right=1 - 0.2 / w, bottom=0.55 / h, top=1 - 0.35 / h)
     return fig
+
+
+def _log(axis) -> None:
+    """Log scale with plain-number labels at 1-2-5 steps (no 2x10^-1 clutter)."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def latency_boxes(samples: dict[str, list[float]], throttled: set[str], title: str) -> Figure:
     """Raw latency samples per candidate (box plot, log scale); throttled candidates in red."""
     names = list(samples)
-    fig = _fig(7.5, max(2.5, 0.22 * len(names) + 1.0))
+    fig = _fig(7.5, max(2.5, 0.22 * len(names) + 1.0), left_in=2.1)
     ax = fig.add_subplot()
-    bp = ax.boxplot([samples[n] for n in names], vert=False, showfliers=True, widths=0.6,
+    bp = ax.boxplot([samples[n] for n in names], orientation="horizontal", showfliers=True, widths=0.6,
                     flierprops={"markersize": 2, "alpha": 0.5}, patch_artist=True)
     for patch, n in zip(bp["boxes"], names):
         patch.set_facecolor(FLAG if n in throttled else "#9ecae1")
     ax.set_yticks(range(1, len(names) + 1), [n + (" (throttled)" if n in throttled else "") for n in names],
                   fontsize=7)
     ax.set_xscale("log")
+    _log(ax.xaxis)
     ax.set_xlabel("latency per inference (ms, raw samples)")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
@@ -32,15 +43,16 @@ def latency_boxes(samples: dict[str, list[float]], throttled: set[str], title: s
 
 
 def load_and_first(names: list[str], load_ms: list[float], first_ms: list[float], title: str) -> Figure:
-    fig = _fig(7.5, max(2.5, 0.22 * len(names) + 1.0))
+    fig = _fig(7.5, max(2.5, 0.22 * len(names) + 1.0), left_in=2.1)
     ax = fig.add_subplot()
     y = np.arange(len(names))
     ax.barh(y - 0.2, load_ms, 0.4, label="model load (interpreter + allocate)")
     ax.barh(y + 0.2, first_ms, 0.4, label="first inference")
     ax.set_yticks(y, names, fontsize=7)
     ax.set_xscale("log")
+    _log(ax.xaxis)
     ax.set_xlabel("ms")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best", framealpha=0.9)
     ax.set_title(title, fontsize=10)
     return fig
 
@@ -55,6 +67,7 @@ def context_effect(series: dict[str, dict[tuple[int, int], float]], title: str) 
         ax.plot(range(len(contexts)), [s.get(k, np.nan) for k in contexts], marker="o", ms=3, lw=1, label=name)
     ax.set_xticks(range(len(contexts)), labels, fontsize=8)
     ax.set_yscale("log")
+    _log(ax.yaxis)
     ax.set_xlabel("context (threads / background busy processes)")
     ax.set_ylabel("median latency (ms)")
     if len(series) <= 12:
@@ -84,6 +97,7 @@ def tradeoff(points: dict[str, tuple[np.ndarray, np.ndarray, list[str]]], xlabel
         f = pareto_front(x, y)
         ax.step(x[f], y[f], where="post", color=sc.get_facecolor()[0], lw=1.5)
     ax.set_xscale("log")
+    _log(ax.xaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (held-out split)")
     ax.legend(fontsize=7)
@@ -99,6 +113,8 @@ def energy_vs_latency(points: dict[str, tuple[np.ndarray, np.ndarray]], title: s
         ax.scatter(lat, en, s=14, alpha=0.7, label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _log(ax.xaxis)
+    _log(ax.yaxis)
     ax.set_xlabel("median latency (ms)")
     ax.set_ylabel("energy per inference (mJ)")
     ax.legend(fontsize=7)
