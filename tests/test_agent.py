@@ -121,3 +121,20 @@ def test_agent_source_is_python37_compatible():
     vermin = shutil.which("vermin") or str(Path(sys.executable).parent / "vermin")
     out = subprocess.run([vermin, "--target=3.7-", "--no-tips", "--violations", AGENT], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_provision_creates_a_venv_with_a_runtime(tmp_path):
+    """--provision on a target: a venv in the work dir with NumPy and a runtime. With
+    --system-site-packages pip finds both already installed, so this needs no network; on a bare
+    device the same command downloads them."""
+    out = subprocess.run([sys.executable, AGENT, "--provision", str(tmp_path), "ai-edge-litert",
+                          "--system-site-packages"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    py = out.stdout.strip().splitlines()[-1]
+    assert py == str(tmp_path / "venv" / "bin" / "python") and os.access(py, os.X_OK)
+    p = LocalTransport().start([py, AGENT])
+    try:
+        hello = _talk(p, {"cmd": "hello", "id": 1})
+        assert hello["ok"] and hello["executable"] == py and hello["runtime"] == "ai-edge-litert"
+    finally:
+        p.close()

@@ -118,3 +118,20 @@ def test_target_without_a_runtime_is_a_clear_error(tmp_path, small_zoo, capsys):
                  *QUICK]) == 1
     out = capsys.readouterr().out
     assert "[bare] - connect: agent on bare cannot run: no TFLite runtime importable (tflite_runtime:" in out
+
+
+def test_plan_yaml_sets_the_grid(tmp_path, small_zoo, small_ids):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"threads: [2]\nbackground_load: [0, 1]\nruns: 4\ncandidates: [{small_ids[0]}]\n")
+    out = tmp_path / "runs"
+    assert main(["--zoo", str(small_zoo), "--out", str(out), "--plan", str(plan), "--no-report", "-q"]) == 0
+    rows = pq.read_table(_campaign(out) / "measurements.parquet").to_pylist()
+    assert sorted((r["candidate_id"], r["threads"], r["background_load"], r["n_runs"]) for r in rows) == [
+        (small_ids[0], 2, 0, 4), (small_ids[0], 2, 1, 4)]
+
+
+def test_bad_plan_is_one_line(tmp_path, small_zoo, capsys):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("threads: [1, two]\n")
+    assert main(["--zoo", str(small_zoo), "--out", str(tmp_path / "runs"), "--plan", str(plan)]) == 2
+    assert "plan.yaml: threads: expected a list of non-negative integers, got [1, 'two']" in capsys.readouterr().err

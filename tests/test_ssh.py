@@ -16,6 +16,7 @@ import pytest
 from harness.collect import main
 from harness.transport.base import TransportError
 from harness.transport.ssh import SSHParams, SSHTransport
+from tests.conftest import make_zoo
 from tests.sshd import SSHD, keygen, make_server, processes_matching
 
 pytestmark = pytest.mark.skipif(not Path(SSHD).exists(), reason="needs openssh-server (.ci/run installs it)")
@@ -58,8 +59,10 @@ def rows_of(out: Path) -> list[dict]:
     return pq.read_table(d / "measurements.parquet").to_pylist()
 
 
-def test_three_sshd_targets_give_the_same_rows_as_local(servers, tmp_path, small_zoo, small_ids):
+def test_three_sshd_targets_give_the_same_rows_as_local(servers, tmp_path, small_ids):
     srv, kh, root = servers
+    # one model file name with spaces, quotes, $(...) and backticks: it must be measured normally
+    small_zoo = make_zoo(tmp_path / "zoo", small_ids, rename={small_ids[0]: "odd 'name' \"dq\" $(touch PWNED) `id`.tflite"})
     inv = inventory(tmp_path / "inv.yaml", srv, tmp_path / "w", local=True)
     out = tmp_path / "runs"
     assert main(["-i", str(inv), "--zoo", str(small_zoo), "--out", str(out), "--runs", "5", "--threads", "1",
