@@ -57,7 +57,7 @@ class Session:
     def open(self) -> dict:
         tr = self.transport
         tr.connect()
-        wd = self.workdir = tr.expand(self.target.workdir) if hasattr(tr, "expand") else _expand_local(self.target.workdir)
+        wd = self.workdir = tr.expand(self.target.workdir)
         tr.mkdir(wd + "/models")
         agent_sha = sha256_file(AGENT_SOURCE)[:16]
         agent_path = f"{wd}/agent-{agent_sha}.py"
@@ -111,11 +111,6 @@ class Session:
                 pass
             self.agent = None
         self.transport.close()
-
-
-def _expand_local(p: str) -> str:
-    import os
-    return os.path.expanduser(p)
 
 
 class TargetWorker:

@@ -18,6 +18,9 @@ class LocalTransport:
     def connect(self) -> None:
         pass
 
+    def expand(self, path: str) -> str:
+        return os.path.expanduser(path)
+
     def run(self, argv: Sequence[str], timeout: float = 60.0) -> tuple[int, str, str]:
         try:
             p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
