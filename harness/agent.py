@@ -81,11 +81,23 @@ def _num(path, scale=1.0):
         return None
 
 
-def context_snapshot():
+class Sources(object):
+    """Where this device exposes its state: discovered once per agent, read at every snapshot."""
+
+    def __init__(self):
+        self.cpufreq = sorted(glob.glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq"))
+        self.zones = [(z, (_read(z + "/type") or z.split("/")[-1]) + ":" + z.split("zone")[-1])
+                      for z in sorted(glob.glob("/sys/class/thermal/thermal_zone[0-9]*"))]
+        self.throttle = glob.glob("/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle/*_throttle_count")
+        self.vcgencmd = shutil.which("vcgencmd")
+
+
+def context_snapshot(src=None):
     """What the OS exposes about the device's state right now. Missing sources are omitted."""
+    src = src or Sources()
     snap = {"t_wall": time.time(), "t_mono": time.monotonic()}
     freqs, govs, maxf = {}, {}, {}
-    for d in sorted(glob.glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq")):
+    for d in src.cpufreq:
         cpu = d.split("/")[-2]
         f = _num(d + "/scaling_cur_freq", 1e-3)
         if f is not None:
@@ -103,25 +115,24 @@ def context_snapshot():
     if maxf:
         snap["cpu_max_freq_mhz"] = maxf
     temps = {}
-    for z in sorted(glob.glob("/sys/class/thermal/thermal_zone[0-9]*")):
+    for z, name in src.zones:
         t = _num(z + "/temp", 1e-3)
         if t is not None:
-            temps[(_read(z + "/type") or z.split("/")[-1]) + ":" + z.split("zone")[-1]] = t
+            temps[name] = t
     if temps:
         snap["temp_c"] = temps
     thr = 0
     seen = False
-    for p in glob.glob("/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle/*_throttle_count"):
+    for p in src.throttle:
         v = _num(p)
         if v is not None:
             thr += int(v)
             seen = True
     if seen:
         snap["throttle_count"] = thr
-    vc = shutil.which("vcgencmd")
-    if vc:
+    if src.vcgencmd:
         try:
-            out = subprocess.run([vc, "get_throttled"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            out = subprocess.run([src.vcgencmd, "get_throttled"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                  timeout=2, universal_newlines=True).stdout
             if "=" in out:
                 snap["vcgencmd_throttled"] = int(out.strip().split("=")[1], 16)
@@ -220,8 +231,9 @@ def _inputs(interp, seed):
         interp.set_tensor(d["index"], x)
 
 
-def measure(rt, req):
+def measure(rt, req, src=None):
     """Load, first inference, warm-up until stable, then ``n_runs`` timed invokes (all kept)."""
+    src = src or Sources()
     clock = time.perf_counter
     threads = int(req.get("threads", 1))
     n_runs = int(req.get("n_runs", 30))
@@ -233,7 +245,7 @@ def measure(rt, req):
     procs = []
     interp = None
     try:
-        before = context_snapshot()
+        before = context_snapshot(src)
         procs = start_background_load(req.get("background_load", 0))
         if procs:
             time.sleep(float(req.get("load_settle_s", 0.3)))
@@ -268,7 +280,7 @@ def measure(rt, req):
             interp.invoke()
             samples.append((clock() - t0) * 1e3)
         rss, rss_method = _peak_rss_mb(reset_ok)
-        after = context_snapshot()
+        after = context_snapshot(src)
         return {
             "ok": True, "runtime": rt.name, "runtime_version": rt.version, "threads": threads,
             "load_ms": load_ms, "first_inference_ms": first_ms, "warmup_ms": warm,
@@ -292,6 +304,7 @@ def hello(rt):
 
 
 def serve(stdin, out, prefer=None):
+    src = Sources()
     try:
         rt = load_runtime(prefer)
     except RuntimeError as e:
@@ -313,13 +326,13 @@ def serve(stdin, out, prefer=None):
                     out.flush()
                     return 0
                 if cmd == "context":
-                    resp = {"ok": True, "context": context_snapshot()}
+                    resp = {"ok": True, "context": context_snapshot(src)}
                 elif rt is None:
                     resp = {"ok": False, "kind": "runtime", "error": rt_error}
                 elif cmd == "hello":
                     resp = hello(rt)
                 elif cmd == "measure":
-                    resp = measure(rt, req)
+                    resp = measure(rt, req, src)
                 else:
                     resp = {"ok": False, "kind": "protocol", "error": "unknown command %r" % cmd}
             except Exception as e:
