@@ -105,16 +105,12 @@ def test_agent_exits_when_stdin_closes():
     assert proc.wait(timeout=30) == 0
 
 
-def test_runtime_fallback_order_and_report():
+def test_runtime_fallback_order_and_report(monkeypatch):
     rt = agent.load_runtime()
     assert rt.name in ("tflite-runtime", "ai-edge-litert", "tensorflow.lite") and rt.version
+    monkeypatch.setattr(agent, "RUNTIMES", ())
     with pytest.raises(RuntimeError, match="no TFLite runtime"):
-        agent.RUNTIMES_SAVED = agent.RUNTIMES
-        try:
-            agent.RUNTIMES = ()
-            agent.load_runtime()
-        finally:
-            agent.RUNTIMES = agent.RUNTIMES_SAVED
+        agent.load_runtime()
 
 
 def test_agent_source_is_python37_compatible():

@@ -13,7 +13,6 @@ variants are post-training conversions of their float variant, not retrained.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 from harness import __version__
 from harness.zoo import evaluate
 from harness.zoo.graph import read_graph
+from harness.zoo.manifest import write_manifest
 
 FAMILY = "digits-compressed"
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -215,5 +215,5 @@ def build(out: Path, limit: int | None = None, seed: int = 0, log=print) -> dict
         },
         "candidates": candidates,
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    write_manifest(out, manifest)
     return manifest

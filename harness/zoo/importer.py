@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 from harness import __version__
 from harness.errors import BadInput
 from harness.zoo.graph import read_graph
-from harness.zoo.manifest import SCHEMA_VERSION
+from harness.zoo.manifest import SCHEMA_VERSION, write_manifest
 
 
 def _accuracies(path: Path | None) -> dict[str, float]:
@@ -56,7 +55,5 @@ def import_dir(d: Path, accuracy_csv: Path | None = None, family: str | None = N
          "builder": {"harness_version": __version__, "imported": True,
                      "accuracy_source": str(accuracy_csv) if accuracy_csv else None},
          "task": None, "candidates": cands}
-    tmp = d / "manifest.json.part"
-    tmp.write_text(json.dumps(m, indent=1) + "\n")
-    tmp.replace(d / "manifest.json")
+    write_manifest(d, m)
     return m, skipped

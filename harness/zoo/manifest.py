@@ -27,6 +27,15 @@ class Candidate:
     entry: dict  # the full manifest entry, kept for provenance
 
 
+def write_manifest(d: Path, doc: dict) -> Path:
+    """Write ``d/manifest.json`` atomically (a reader never sees half a manifest)."""
+    path = d / "manifest.json"
+    tmp = d / "manifest.json.part"
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.replace(path)
+    return path
+
+
 def load_manifest(zoo: str | Path) -> tuple[dict, list[Candidate]]:
     """Read ``zoo`` (a directory holding manifest.json, or the file itself)."""
     zoo = Path(zoo)

@@ -9,13 +9,13 @@ ReLU-conv3x3-BN, shortcut avgpool2x2 + conv1x1); then BN, ReLU, global average p
 Graph rule for dead parts, which decides what the device runs: an edge is built only when its
 source node is reachable from the cell input and its destination reaches the cell output
 (TFLite prunes anything else anyway). A cell whose output is cut off from its input emits zeros
-(``input * 0``, one MUL) and the network goes on, as NAS-Bench-201's ``none`` op does.
+(``input * 0``) and the network goes on, as NAS-Bench-201's ``none`` op does; the converter may
+merge a chain of such multiplies into fewer MULs.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ import numpy as np
 from harness import __version__
 from harness.errors import BadInput
 from harness.zoo.graph import read_graph
+from harness.zoo.manifest import write_manifest
 
 FAMILY = "nb201"
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -172,18 +173,19 @@ def build(out: Path, archs: list[tuple[int | None, str]], seed: int = 0, log=pri
     m = {"schema_version": 1, "family": FAMILY, "description": "NAS-Bench-201 cell networks, random weights",
          "builder": {"harness_version": __version__, "tensorflow": tf.__version__, "seed": seed},
          "task": None, "candidates": cands}
-    (out / "manifest.json").write_text(json.dumps(m, indent=1) + "\n")
+    write_manifest(out, m)
     return m
 
 
 def _cell_id(cell: str) -> str:
-    live = parse_cell(cell)
-    return "".join(str(OPS.index(live[k])) for k in sorted(live))
+    edges = parse_cell(cell)
+    return "".join(str(OPS.index(edges[k])) for k in sorted(edges))
 
 
 def build_cli(args) -> dict:
     table = _table(args.table)
     archs: list[tuple[int | None, str]] = []
+    index_of = {v: k for k, v in table.items()}
     if args.archs:
         for n, line in enumerate(args.archs.read_text().splitlines(), start=1):
             line = line.strip()
@@ -194,8 +196,7 @@ def build_cli(args) -> dict:
                     raise BadInput(f"{args.archs}:{n}: index {line} needs --table CSV with that arch_index")
                 archs.append((int(line), table[int(line)]))
             else:
-                rev = {v: k for k, v in table.items()}
-                archs.append((rev.get(line), line))
+                archs.append((index_of.get(line), line))
     if args.sample:
         rng = np.random.default_rng(args.seed)
         if table:
