@@ -1,0 +1,1 @@
+"""Latency and energy predictors: features, estimators, evaluation, cross-device transfer."""

@@ -1,0 +1,104 @@
+"""measurements.parquet (+ the zoo manifests that name the model files) -> feature tables."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import BadInput
+from harness.zoo.manifest import BUNDLED
+from predictors import features as F
+
+ARCH_KNOBS_EXCLUDE = ("quantization",)
+
+
+def _manifests(zoos: list[Path]) -> dict[str, dict]:
+    """candidate sha256 -> {path, knobs, family, id} over the given zoo dirs (and the bundled zoo)."""
+    out = {}
+    dirs = [Path(z) for z in zoos] + [Path(BUNDLED)]
+    for d in dirs:
+        for mf in ([d] if d.name == "manifest.json" else sorted(d.rglob("manifest.json"))):
+            try:
+                m = json.loads(mf.read_text())
+            except (OSError, ValueError) as e:
+                raise BadInput(f"{mf}: unreadable manifest ({e})") from None
+            for c in m.get("candidates", []):
+                out.setdefault(c["sha256"], {"path": str(mf.parent / c["file"]), "knobs": c.get("knobs", {}),
+                                             "family": c.get("family", m.get("family")), "id": c["id"]})
+    return out
+
+
+def architecture_of(family: str, knobs: dict) -> str:
+    """The group a candidate belongs to for grouped CV: the same architecture at every
+    quantization (and every context) is one group, so no variant of a held-out network is seen."""
+    k = {a: b for a, b in sorted(knobs.items()) if a not in ARCH_KNOBS_EXCLUDE}
+    return f"{family}:" + ",".join(f"{a}={b}" for a, b in k.items())
+
+
+def data_hashes(paths: list[Path]) -> dict[str, str]:
+    out = {}
+    for p in paths:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        out[str(p)] = h.hexdigest()
+    return out
+
+
+def load(paths: list[Path], zoos: list[Path] = (), target: str = "latency_ms_median",
+         allow_estimates: bool = False) -> pd.DataFrame:
+    """One row per ok measurement with: target, context, model-level and kernel-level features,
+    ``group`` (architecture) and ``family``. Rows whose model file cannot be found are refused
+    with the candidate named, never silently dropped."""
+    frames = []
+    for p in paths:
+        try:
+            frames.append(pd.read_parquet(p))
+        except (OSError, ValueError) as e:
+            raise BadInput(f"{p}: not a readable measurements.parquet ({e})") from None
+    df = pd.concat(frames, ignore_index=True)
+    if target not in df.columns:
+        raise BadInput(f"{paths[0]}: no column {target!r} (have {', '.join(df.columns)})")
+    df = df[(df["status"] == "ok") & df[target].notna()].copy()
+    if target.startswith("energy"):
+        est = df["energy_source"].astype(str).str.startswith("estimate:")
+        if est.any() and not allow_estimates:
+            df = df[~est]
+    if df.empty:
+        raise BadInput(f"{paths[0]}: no ok rows with {target}")
+    zoo = _manifests(list(zoos))
+    missing = sorted(set(df["candidate_sha256"]) - set(zoo))
+    if missing:
+        ids = df.loc[df["candidate_sha256"].isin(missing), "candidate_id"].unique()[:5]
+        raise BadInput(f"model files not found for {len(missing)} candidate(s) ({', '.join(ids)}): pass --zoo DIR")
+    mf, kf, groups, fams = [], [], [], []
+    for sha in df["candidate_sha256"]:
+        z = zoo[sha]
+        g = F.graph_of(z["path"])
+        mf.append(F.model_features(g))
+        kf.append(F.kernel_basis(g))
+        groups.append(architecture_of(z["family"], z["knobs"]))
+        fams.append(z["family"])
+    out = df.reset_index(drop=True)
+    out["group"] = groups
+    out["zoo_family"] = fams
+    if "cpu_freq_mhz" not in out:
+        out["cpu_freq_mhz"] = np.nan
+    m = pd.DataFrame(mf).add_prefix("m_")
+    k = pd.DataFrame(kf).add_prefix("k_")
+    return pd.concat([out, m, k], axis=1)
+
+
+def model_level_columns(df: pd.DataFrame) -> list[str]:
+    cols = [c for c in df.columns if c.startswith("m_")] + ["threads", "background_load"]
+    if df["cpu_freq_mhz"].notna().all():
+        cols.append("cpu_freq_mhz")
+    return cols
+
+
+def kernel_level_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c.startswith("k_")] + ["threads", "background_load"]

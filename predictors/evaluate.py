@@ -1,0 +1,131 @@
+"""Evaluation that cannot leak: every score comes from rows the model was not fitted on.
+
+Metrics: acc@5/10/15% (|pred - true| / true <= x), RMSPE, MAPE, Spearman, Kendall.
+CV: grouped K-fold by architecture (the same network at every quantization and context is one
+group); for transfer, leave-one-device-out.
+
+    python -m predictors.evaluate --data measurements.parquet [--data ...] [--zoo DIR]
+        [--target latency_ms_median] [--folds 5] [--model model|kernel|both]
+        [--holdout-family]        # also train on one zoo family, test on the others
+    python -m predictors.evaluate --artifact DIR --data other.parquet   # a saved predictor on new data
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import GroupKFold
+
+from harness.errors import HarnessError
+
+
+def metrics(y_true, y_pred) -> dict[str, float]:
+    from scipy.stats import kendalltau, spearmanr
+    y_true = np.asarray(y_true, float)
+    y_pred = np.asarray(y_pred, float)
+    rel = np.abs(y_pred - y_true) / y_true
+    out = {f"acc@{p}%": float(np.mean(rel <= p / 100)) for p in (5, 10, 15)}
+    out["rmspe"] = float(np.sqrt(np.mean(((y_pred - y_true) / y_true) ** 2)))
+    out["mape"] = float(np.mean(rel))
+    if len(y_true) > 2:
+        out["spearman"] = float(spearmanr(y_true, y_pred).statistic)
+        out["kendall"] = float(kendalltau(y_true, y_pred).statistic)
+    out["n"] = int(len(y_true))
+    return out
+
+
+def grouped_cv(estimator, X, y, groups, folds: int = 5) -> tuple[dict, np.ndarray]:
+    """Out-of-fold predictions over GroupKFold; returns (metrics, predictions)."""
+    X = X.reset_index(drop=True) if hasattr(X, "reset_index") else X
+    y = np.asarray(y, float)
+    groups = np.asarray(groups)
+    k = min(folds, len(set(groups)))
+    if k < 2:
+        raise HarnessError("grouped CV needs at least two architectures")
+    pred = np.full(len(y), np.nan)
+    for tr, te in GroupKFold(n_splits=k).split(X, y, groups):
+        assert not set(groups[tr]) & set(groups[te])
+        m = clone(estimator).fit(X.iloc[tr] if hasattr(X, "iloc") else X[tr], y[tr])
+        pred[te] = m.predict(X.iloc[te] if hasattr(X, "iloc") else X[te])
+    return metrics(y, pred), pred
+
+
+def leave_family_out(estimator, X, y, families) -> dict[str, dict]:
+    families = np.asarray(families)
+    y = np.asarray(y, float)
+    out = {}
+    for fam in sorted(set(families)):
+        te = families == fam
+        if te.all():
+            continue
+        m = clone(estimator).fit(X[~te], y[~te])
+        out[fam] = metrics(y[te], m.predict(X[te]))
+    return out
+
+
+def estimators() -> dict:
+    from predictors.models import KernelLevelRegressor, ModelLevelRegressor
+    return {"model": ModelLevelRegressor(), "kernel": KernelLevelRegressor()}
+
+
+def _fmt(m: dict) -> str:
+    return (f"acc@5%={m['acc@5%']:.3f} acc@10%={m['acc@10%']:.3f} acc@15%={m['acc@15%']:.3f} "
+            f"RMSPE={m['rmspe']:.3f} MAPE={m['mape']:.3f} Spearman={m.get('spearman', float('nan')):.3f} "
+            f"Kendall={m.get('kendall', float('nan')):.3f} n={m['n']}")
+
+
+def main(argv=None) -> int:
+    from predictors import dataset, store
+    ap = argparse.ArgumentParser(prog="python -m predictors.evaluate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, action="append", required=True, help="measurements.parquet (repeatable)")
+    ap.add_argument("--zoo", type=Path, action="append", default=[], help="zoo dir with manifests (repeatable)")
+    ap.add_argument("--target", default="latency_ms_median")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--model", choices=("model", "kernel", "both"), default="both")
+    ap.add_argument("--holdout-family", action="store_true")
+    ap.add_argument("--artifact", type=Path, help="score a saved predictor (train --out DIR) on --data instead")
+    ap.add_argument("--json", type=Path, help="also write the scores here")
+    args = ap.parse_args(argv)
+    try:
+        df = dataset.load(args.data, args.zoo, args.target)
+        report: dict = {}
+        if args.artifact:
+            est, card = store.load(args.artifact)
+            m = metrics(df[args.target], est.predict(df[card["features"]]))
+            print(f"{args.artifact} on {len(df)} rows: {_fmt(m)}")
+            report["artifact"] = m
+        else:
+            cols = {"model": dataset.model_level_columns(df), "kernel": dataset.kernel_level_columns(df)}
+            for name, est in estimators().items():
+                if args.model not in (name, "both"):
+                    continue
+                m, _ = grouped_cv(est, df[cols[name]], df[args.target], df["group"], args.folds)
+                print(f"{name}-level, grouped {args.folds}-fold CV by architecture ({df['group'].nunique()} "
+                      f"architectures): {_fmt(m)}")
+                report[name] = {"grouped_cv": m}
+                for fam in sorted(df["zoo_family"].unique()):
+                    sel = (df["zoo_family"] == fam).to_numpy()
+                    if sel.all() or df.loc[sel, "group"].nunique() < 2:
+                        continue
+                    mf, _ = grouped_cv(est, df.loc[sel, cols[name]], df.loc[sel, args.target], df.loc[sel, "group"],
+                                       args.folds)
+                    print(f"  within {fam}: {_fmt(mf)}")
+                    report[name][f"grouped_cv_{fam}"] = mf
+                if args.holdout_family:
+                    for fam, mf in leave_family_out(est, df[cols[name]], df[args.target], df["zoo_family"]).items():
+                        print(f"  trained without {fam}, tested on it: {_fmt(mf)}")
+                        report[name][f"holdout_{fam}"] = mf
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1))
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

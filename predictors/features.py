@@ -1,0 +1,87 @@
+"""Features from a .tflite graph (via harness.zoo.graph, pure Python) and from the context.
+
+* model level: MACs, params, activation bytes, file bytes, depth, input size, dtype, op
+  histogram over a fixed vocabulary;
+* kernel level (nn-Meter style), one row per kernel: kind (conv, dwconv, fc, pool, add, concat,
+  other), H, W, Cin, Cout, kernel, stride, MACs, bytes moved, and its dtype class (float32,
+  int8, hybrid = int8 weights with float activations);
+* context: threads, background load, CPU frequency when known.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from harness.zoo.graph import GraphInfo, OpInfo, read_graph
+
+OP_VOCAB = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD", "MUL",
+            "CONCATENATION", "MEAN", "RESHAPE", "QUANTIZE", "DEQUANTIZE", "SOFTMAX", "RELU", "RELU6", "PAD")
+KINDS = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "dwconv", "FULLY_CONNECTED": "fc", "AVERAGE_POOL_2D": "pool",
+         "MAX_POOL_2D": "pool", "MEAN": "pool", "ADD": "add", "MUL": "add", "CONCATENATION": "concat"}
+KIND_LIST = ("conv", "dwconv", "fc", "pool", "add", "concat", "other")
+DTYPE_CLASSES = ("float32", "int8", "hybrid")
+CONTEXT = ("threads", "background_load", "cpu_freq_mhz")
+
+
+def _nbytes(t) -> int:
+    return int(np.prod(t.shape or (1,))) * np.dtype(t.dtype if t.dtype != "bool" else "uint8").itemsize
+
+
+def dtype_class(op: OpInfo) -> str:
+    act = op.inputs[0].dtype if op.inputs else "float32"
+    w = op.inputs[1].dtype if len(op.inputs) > 1 else act
+    if act in ("int8", "uint8", "int16"):
+        return "int8"
+    if w in ("int8", "uint8"):
+        return "hybrid"
+    return "float32"
+
+
+def kernel_rows(g: GraphInfo) -> list[dict]:
+    """One dict per operator, with the nn-Meter kernel descriptors."""
+    out = []
+    for op in g.ops:
+        i0 = op.inputs[0].shape if op.inputs else ()
+        o0 = op.outputs[0].shape if op.outputs else ()
+        h, w = (o0[1], o0[2]) if len(o0) == 4 else (1, 1)
+        cin = i0[-1] if i0 else 1
+        cout = o0[-1] if o0 else 1
+        out.append({"op": op.op, "kind": KINDS.get(op.op, "other"), "dtype": dtype_class(op), "h": h, "w": w,
+                    "cin": cin, "cout": cout, "kernel": (op.kernel or (1, 1))[0], "stride": (op.stride or (1, 1))[0],
+                    "macs": op.macs, "bytes": sum(_nbytes(t) for t in op.inputs + op.outputs)})
+    return out
+
+
+def model_features(g: GraphInfo) -> dict[str, float]:
+    inp = g.inputs[0]
+    f = {"log_macs": np.log10(g.macs + 1), "log_params": np.log10(g.params + 1),
+         "log_activation_bytes": np.log10(g.activation_bytes + 1), "log_file_bytes": np.log10(g.file_bytes + 1),
+         "depth": float(len(g.ops)), "input_size": float(np.prod(inp.shape)),
+         "input_int8": float(inp.dtype in ("int8", "uint8"))}
+    classes = [dtype_class(op) for op in g.ops if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    for c in DTYPE_CLASSES:
+        f[f"frac_{c}"] = classes.count(c) / len(classes) if classes else 0.0
+    for name in OP_VOCAB:
+        f[f"n_{name}"] = float(g.op_histogram.get(name, 0))
+    return f
+
+
+def kernel_basis(g: GraphInfo) -> dict[str, float]:
+    """Per (kind, dtype class): kernel count, MACs and bytes summed over the model's kernels. A
+    model's latency that is a sum of per-kernel costs linear in these descriptors is a linear
+    function of these sums, so the kernel-level predictor can learn per-kernel costs from
+    whole-model measurements (the measured runtime does not profile single operators)."""
+    f = {f"{k}_{d}_{q}": 0.0 for k in KIND_LIST for d in DTYPE_CLASSES for q in ("n", "mmacs", "mbytes")}
+    for r in kernel_rows(g):
+        key = f"{r['kind']}_{r['dtype']}"
+        f[key + "_n"] += 1
+        f[key + "_mmacs"] += r["macs"] / 1e6
+        f[key + "_mbytes"] += r["bytes"] / 1e6
+    return f
+
+
+@lru_cache(maxsize=4096)
+def graph_of(path: str) -> GraphInfo:
+    return read_graph(Path(path))

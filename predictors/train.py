@@ -1,0 +1,53 @@
+"""python -m predictors.train --data measurements.parquet --target latency_ms_median --out DIR
+
+Trains a model-level (default) or kernel-level predictor on every ok row, scores it first with
+grouped CV by architecture (the scores go into DIR/card.json), and saves it with skops."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+
+def main(argv=None) -> int:
+    from predictors import dataset, evaluate, store
+    ap = argparse.ArgumentParser(prog="python -m predictors.train", description=__doc__.split("\n\n")[1])
+    ap.add_argument("--data", type=Path, action="append", required=True, help="measurements.parquet (repeatable)")
+    ap.add_argument("--zoo", type=Path, action="append", default=[], help="zoo dir with manifests (repeatable)")
+    ap.add_argument("--target", default="latency_ms_median", help="latency_ms_median, latency_ms_p90, energy_mj, ...")
+    ap.add_argument("--level", choices=("model", "kernel"), default="model")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--allow-estimates", action="store_true",
+                    help="train energy on power-model estimates too (the card says so)")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        df = dataset.load(args.data, args.zoo, args.target, args.allow_estimates)
+        cols = dataset.model_level_columns(df) if args.level == "model" else dataset.kernel_level_columns(df)
+        est = evaluate.estimators()[args.level]
+        X, y = df[cols], df[args.target].to_numpy(float)
+        cv = None
+        if df["group"].nunique() >= 2:
+            cv, _ = evaluate.grouped_cv(est, X, y, df["group"], args.folds)
+        est.fit(X, y)
+        card = {"target": args.target, "level": args.level, "features": cols, "n_rows": len(df),
+                "n_architectures": int(df["group"].nunique()), "targets": sorted(df["target"].unique()),
+                "families": sorted(df["zoo_family"].unique()),
+                "energy_sources": sorted(df["energy_source"].astype(str).unique()) if "energy" in args.target else None,
+                "training_data": dataset.data_hashes(args.data),
+                "cv": {"scheme": f"GroupKFold({min(args.folds, df['group'].nunique())}) by architecture", "scores": cv}}
+        path = store.save(args.out, est, card)
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    msg = f"acc@10%={cv['acc@10%']:.3f} MAPE={cv['mape']:.3f}" if cv else "no CV (one architecture)"
+    print(f"{path}: {args.level}-level {args.target} on {len(df)} rows; grouped CV {msg}; {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

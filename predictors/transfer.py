@@ -1,0 +1,197 @@
+"""Cross-device scaling from a handful of measurements on a new device.
+
+Two seed approaches, both usable from ``python -m predictors.transfer``:
+
+* ``proxy``: choose the known device whose latencies rank the new device's samples best
+  (Spearman on the samples), then map the proxy's latency to the new device with a monotone
+  calibration (isotonic in log space, falling back to log-linear when the samples are too few
+  or not monotone enough). Rank monotonicity is preserved by construction.
+* ``bayes`` (default): a device-conditioned additive cost model. Every device d is a vector
+  w_d of per-feature costs (for NAS-Bench-201: one cost per op type, over all edges and over
+  live edges, plus a fixed cost), latency_d(arch) / median_d = features(arch) . w_d. The w_d of
+  the known devices are fitted on the whole table; they define a prior N(m, S) over a device's
+  costs, weighted towards the known devices that rank the new samples alike (the proxy idea,
+  made soft). A new device's costs are the posterior mean given its few samples; noise is the
+  known devices' residual variance. Adding a device that is in no table needs only its samples.
+* ``ridge`` (baseline): ridge regression of the new device's log latency on the known devices'
+  log latencies, fitted to the samples.
+* ``flops`` (baseline): the order of the architectures' MACs.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import BadInput, HarnessError
+
+METHODS = ("bayes", "proxy", "ridge", "flops")
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+    r = spearmanr(a, b).statistic
+    return 0.0 if not np.isfinite(r) else float(r)
+
+
+class FewShotCostModel:
+    """Empirical-Bayes per-device cost model (see module doc). ``fit`` learns the prior from a
+    table; ``adapt`` returns a predictor for one new device from its samples."""
+
+    def __init__(self, tau: float = 10.0, jitter: float = 1e-3):
+        self.tau = tau
+        self.jitter = jitter
+
+    def fit(self, features: np.ndarray, latency: np.ndarray) -> FewShotCostModel:
+        lat = np.asarray(latency, float)
+        if np.isnan(lat).any():
+            raise BadInput("table: the bayes method needs every device measured on every architecture")
+        self.phi_ = np.hstack([np.ones((len(features), 1)), np.asarray(features, float)])
+        self.log_ = np.log(lat)
+        t = lat / np.median(lat, axis=0)
+        w, *_ = np.linalg.lstsq(self.phi_, t, rcond=None)
+        self.noise_var_ = float((t - self.phi_ @ w).var(axis=0).mean())
+        self.device_costs_ = w.T                       # one row per known device
+        return self
+
+    def device_weights(self, rows: np.ndarray, y_ms: np.ndarray) -> np.ndarray:
+        sim = np.array([_spearman(self.log_[rows, d], y_ms) for d in range(self.log_.shape[1])])
+        w = np.exp(self.tau * (sim - sim.max()))
+        return w / w.sum()
+
+    def adapt(self, rows: np.ndarray, y_ms: np.ndarray) -> np.ndarray:
+        """Predicted latency (ms) of every table row for a device measured on ``rows``."""
+        rows = np.asarray(rows, int)
+        y_ms = np.asarray(y_ms, float)
+        wts = self.device_weights(rows, y_ms)
+        W = self.device_costs_
+        m0 = wts @ W
+        d = W - m0
+        cov = (d.T * wts) @ d / max(1e-9, 1 - (wts ** 2).sum()) + self.jitter * np.eye(W.shape[1])
+        scale = float(np.median(y_ms))
+        a = self.phi_[rows]
+        ci = np.linalg.inv(cov)
+        w = np.linalg.solve(a.T @ a / self.noise_var_ + ci, a.T @ (y_ms / scale) / self.noise_var_ + ci @ m0)
+        return np.maximum(self.phi_ @ w, 1e-6) * scale
+
+
+def proxy_predict(log_table: np.ndarray, rows: np.ndarray, y_ms: np.ndarray) -> tuple[np.ndarray, int]:
+    """Proxy-device reuse: (predicted ms for every row, index of the chosen proxy device)."""
+    from sklearn.isotonic import IsotonicRegression
+    ly = np.log(y_ms)
+    sims = [_spearman(log_table[rows, d], ly) for d in range(log_table.shape[1])]
+    best = int(np.argmax(sims))
+    x = log_table[rows, best]
+    slope, icpt = np.polyfit(x, ly, 1) if np.ptp(x) > 0 else (0.0, float(ly.mean()))
+    pred = slope * log_table[:, best] + icpt
+    if len(rows) >= 5 and sims[best] > 0.5 and slope > 0:
+        iso = IsotonicRegression(out_of_bounds="clip").fit(x, ly)
+        # isotonic is flat between samples: keep the log-linear order inside each step
+        pred = iso.predict(log_table[:, best]) + 1e-3 * (pred - pred.mean()) / (pred.std() or 1)
+    return np.exp(pred), best
+
+
+def ridge_predict(log_table: np.ndarray, rows: np.ndarray, y_ms: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    from sklearn.linear_model import Ridge
+    m = Ridge(alpha=alpha).fit(log_table[rows], np.log(y_ms))
+    return np.exp(m.predict(log_table))
+
+
+def predict(method: str, table_latency: np.ndarray, features: np.ndarray, rows: np.ndarray, y_ms: np.ndarray,
+            macs: np.ndarray | None = None, model: FewShotCostModel | None = None) -> np.ndarray:
+    log_table = np.log(table_latency)
+    if method == "bayes":
+        model = model or FewShotCostModel().fit(features, table_latency)
+        return model.adapt(rows, y_ms)
+    if method == "proxy":
+        return proxy_predict(log_table, rows, y_ms)[0]
+    if method == "ridge":
+        return ridge_predict(log_table, rows, y_ms)
+    if method == "flops":
+        if macs is None:
+            raise BadInput("flops baseline needs MACs")
+        return np.asarray(macs, float)
+    raise BadInput(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+
+
+def nb201_macs(features: np.ndarray) -> np.ndarray:
+    """Relative convolution MACs of a NAS-Bench-201 cell (from ``nb201.op_counts``, all edges,
+    as NAS-Bench-201's own FLOPs count them): a 3x3 conv costs 9 times a 1x1 conv."""
+    return 9 * features[:, 2] + features[:, 1] + 1e-3 * features[:, 3]
+
+
+def read_samples(path: Path, known: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        f = path.open(newline="")
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({e.strerror})") from None
+    rows, ys = [], []
+    with f:
+        r = csv.DictReader(f)
+        if not r.fieldnames or not {"arch_index", "latency_ms"} <= set(r.fieldnames):
+            raise BadInput(f"{path}:1: expected columns arch_index,latency_ms, got {r.fieldnames}")
+        for n, row in enumerate(r, start=2):
+            try:
+                a, y = int(row["arch_index"]), float(row["latency_ms"])
+            except (TypeError, ValueError):
+                raise BadInput(f"{path}:{n}: arch_index must be an integer and latency_ms a number") from None
+            if a not in known:
+                raise BadInput(f"{path}:{n}: arch_index {a} is not in the table")
+            if not (y > 0 and np.isfinite(y)):
+                raise BadInput(f"{path}:{n}: latency_ms must be a positive number, got {row['latency_ms']!r}")
+            rows.append(known[a])
+            ys.append(y)
+    if len(set(rows)) < 3:
+        raise BadInput(f"{path}: need at least 3 distinct architectures, got {len(set(rows))}")
+    if len(set(rows)) != len(rows):   # repeated measurements of one architecture: use their median
+        agg: dict[int, list[float]] = {}
+        for r_, y in zip(rows, ys):
+            agg.setdefault(r_, []).append(y)
+        rows, ys = list(agg), [float(np.median(v)) for v in agg.values()]
+    return np.array(rows), np.array(ys)
+
+
+def main(argv=None) -> int:
+    from predictors import nb201
+    ap = argparse.ArgumentParser(prog="python -m predictors.transfer",
+                                 description="Predict every architecture of a wide latency table on a new device "
+                                             "from a few measurements of it.")
+    ap.add_argument("--table", type=Path, required=True, help="wide CSV: arch_index,arch,<device>,...")
+    ap.add_argument("--target-samples", type=Path, required=True, help="CSV with arch_index,latency_ms")
+    ap.add_argument("--out", type=Path, required=True, help="CSV written with arch_index,latency_ms_pred")
+    ap.add_argument("--method", choices=METHODS, default="bayes")
+    ap.add_argument("--exclude-devices", default="", help="comma-separated table columns not to use")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        table = nb201.load_table(args.table)
+        keep = [i for i, d in enumerate(table.devices) if d not in set(filter(None, args.exclude_devices.split(",")))]
+        lat = table.latency[:, keep]
+        full = ~np.isnan(lat).any(axis=0)
+        lat = lat[:, full]
+        if lat.shape[1] == 0:
+            raise BadInput(f"{args.table}: no device column is complete")
+        rows, ys = read_samples(args.target_samples, table.row_of())
+        feats = nb201.cell_features(table.arch)
+        pred = predict(args.method, lat, feats, rows, ys, macs=nb201_macs(feats))
+        tmp = args.out.with_name(args.out.name + ".tmp")
+        with tmp.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["arch_index", "latency_ms_pred"])
+            for a, p in zip(table.arch_index, pred):
+                w.writerow([int(a), f"{p:.6g}"])
+        tmp.replace(args.out)
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {len(pred)} architectures predicted by {args.method} from {len(rows)} samples and "
+          f"{lat.shape[1]} known devices in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
