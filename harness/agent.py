@@ -81,15 +81,39 @@ def _num(path, scale=1.0):
         return None
 
 
+_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _system_cpu_s():
+    """CPU-seconds all CPUs have been busy since boot (/proc/stat), or None."""
+    line = (_read("/proc/stat") or "").split("\n", 1)[0].split()
+    if not line or line[0] != "cpu":
+        return None
+    v = [int(x) for x in line[1:]]
+    return (sum(v[:8]) - v[3] - (v[4] if len(v) > 4 else 0)) / float(_HZ)   # all but idle and iowait
+
+
+def _proc_cpu_s(pid):
+    st = _read("/proc/%d/stat" % pid)
+    if not st:
+        return 0.0
+    f = st.rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / float(_HZ)
+
+
 class Sources(object):
     """Where this device exposes its state: discovered once per agent, read at every snapshot."""
 
-    def __init__(self):
-        self.cpufreq = sorted(glob.glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq"))
+    def __init__(self, root=None):
+        # EDGE_AGENT_SYSFS_ROOT prefixes every sysfs path: tests point it at a tree they write.
+        root = os.environ.get("EDGE_AGENT_SYSFS_ROOT", "") if root is None else root
+        self.root = root
+        self.cpufreq = sorted(glob.glob(root + "/sys/devices/system/cpu/cpu[0-9]*/cpufreq"))
         self.zones = [(z, (_read(z + "/type") or z.split("/")[-1]) + ":" + z.split("zone")[-1])
-                      for z in sorted(glob.glob("/sys/class/thermal/thermal_zone[0-9]*"))]
-        self.throttle = glob.glob("/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle/*_throttle_count")
+                      for z in sorted(glob.glob(root + "/sys/class/thermal/thermal_zone[0-9]*"))]
+        self.throttle = glob.glob(root + "/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle/*_throttle_count")
         self.vcgencmd = shutil.which("vcgencmd")
+        self.power = discover_power(root)
 
 
 def context_snapshot(src=None):
@@ -138,6 +162,11 @@ def context_snapshot(src=None):
                 snap["vcgencmd_throttled"] = int(out.strip().split("=")[1], 16)
         except Exception:
             pass
+    cpu = _system_cpu_s()
+    if cpu is not None:
+        snap["system_cpu_busy_s"] = cpu
+        t = os.times()
+        snap["agent_cpu_s"] = t[0] + t[1]
     try:
         snap["loadavg"] = list(os.getloadavg())
     except OSError:
@@ -148,6 +177,214 @@ def context_snapshot(src=None):
             if line.startswith("MemAvailable:"):
                 snap["mem_available_mb"] = int(line.split()[1]) / 1024.0
     return snap
+
+
+# ---------------------------------------------------------------- power and energy
+
+class SysfsPower(object):
+    """Instantaneous power in mW from sysfs files: either power files, or voltage/current pairs.
+    ``terms`` is a list of (scale, path) or (scale, volt_path, curr_path); power = sum of terms."""
+    kind = "power"
+
+    def __init__(self, name, terms):
+        self.name = name
+        self.terms = terms
+
+    def read(self):
+        total = 0.0
+        for t in self.terms:
+            if len(t) == 2:
+                v = _num(t[1])
+                if v is None:
+                    return None
+                total += t[0] * v
+            else:
+                v, c = _num(t[1]), _num(t[2])
+                if v is None or c is None:
+                    return None
+                total += t[0] * abs(v * c)   # Android vendors differ in the sign of current_now
+        return total
+
+
+class RaplEnergy(object):
+    """Cumulative energy counter (uJ) of intel-rapl package domains; wraps at max_energy_range_uj."""
+    kind = "energy"
+
+    def __init__(self, name, domains):
+        self.name = name
+        self.domains = domains   # [(energy_path, max_range_uj)]
+
+    def read_uj(self):
+        vals = [_num(p) for p, _ in self.domains]
+        return None if any(v is None for v in vals) else vals
+
+    def delta_mj(self, a, b):
+        tot = 0.0
+        for (p, rng), x, y in zip(self.domains, a, b):
+            d = y - x
+            if d < 0:
+                d += rng
+            tot += d
+        return tot / 1e3
+
+
+_BOARD_RAILS = ("VDD_IN", "POM_5V_IN")
+
+
+def _rails_to_source(kind, rails):
+    """rails: {label: term}. The board input rail when present, else the sum labelled module-only."""
+    for r in _BOARD_RAILS:
+        if r in rails:
+            return SysfsPower("sensor:%s:%s" % (kind, r), [rails[r]])
+    if rails:
+        return SysfsPower("sensor:%s:sum(%s),module-only" % (kind, "+".join(sorted(rails))), list(rails.values()))
+    return None
+
+
+def discover_power(root=""):
+    """The best power source this device exposes, or None. ``root`` prefixes every sysfs path
+    (tests point it at a tree they write). Order: Jetson INA3221 (hwmon, then IIO), Android
+    battery, x86 RAPL. Bus numbers and device indices are globbed, never hard-coded."""
+    rails = {}
+    for d in sorted(glob.glob(root + "/sys/class/hwmon/hwmon*")) + sorted(
+            glob.glob(root + "/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*")):
+        if (_read(d + "/name") or "").startswith("ina3221"):
+            for lab in sorted(glob.glob(d + "/in*_label")):
+                k = lab[len(d) + 3:-6]
+                label = _read(lab)
+                if label and os.path.exists(d + "/curr%s_input" % k):
+                    rails.setdefault(label, (1e-3, d + "/in%s_input" % k, d + "/curr%s_input" % k))
+    src = _rails_to_source("ina3221-hwmon", rails)
+    if src:
+        return src
+    for d in sorted(glob.glob(root + "/sys/bus/i2c/drivers/ina3221x/*/iio:device*")):
+        for lab in sorted(glob.glob(d + "/rail_name_*")):
+            k = lab.rsplit("_", 1)[1]
+            label = _read(lab)
+            if label and os.path.exists(d + "/in_power%s_input" % k):
+                rails.setdefault(label, (1.0, d + "/in_power%s_input" % k))
+    src = _rails_to_source("ina3221-iio", rails)
+    if src:
+        return src
+    b = root + "/sys/class/power_supply/battery"
+    if os.path.exists(b + "/current_now") and os.path.exists(b + "/voltage_now"):
+        # uV x uA -> mW is 1e-9. Some vendors report mA (values < 10000 for a phone): the host
+        # can override with a profile; here the magnitude decides, and the label says which.
+        c = _num(b + "/current_now")
+        scale, unit = (1e-9, "uA") if c is None or abs(c) >= 10000 else (1e-6, "mA")
+        return SysfsPower("sensor:android-battery(%s)" % unit, [(scale, b + "/voltage_now", b + "/current_now")])
+    doms = []
+    for d in sorted(glob.glob(root + "/sys/class/powercap/intel-rapl:[0-9]*")):
+        if ":" in d.rsplit("intel-rapl:", 1)[1]:
+            continue   # sub-domains (core, dram) are inside the package counter
+        e = d + "/energy_uj"
+        try:
+            with open(e) as f:
+                f.read()
+        except (IOError, OSError):
+            continue   # root only on most kernels
+        doms.append((e, _num(d + "/max_energy_range_uj") or 2 ** 32))
+    if doms:
+        return RaplEnergy("sensor:rapl:package", doms)
+    return None
+
+
+class PowerSampler(object):
+    """Samples a power source in a background thread at ``hz`` on the device's monotonic clock."""
+
+    def __init__(self, source, hz=50.0):
+        import threading
+        self.source = source
+        self.period = 1.0 / float(hz)
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="power-sampler")
+        self._thread.daemon = True
+
+    def _run(self):
+        nxt = time.monotonic()
+        while not self._stop.is_set():
+            v = self.source.read()
+            t = time.monotonic()
+            if v is not None:
+                self.samples.append((t, v))
+            nxt += self.period
+            delay = nxt - time.monotonic()
+            if delay < 0:
+                nxt = time.monotonic()
+            else:
+                self._stop.wait(delay)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(2.0)
+
+    def integrate(self, t0, t1):
+        """(energy mJ over [t0, t1] by the trapezoid rule, samples inside), with the curve
+        interpolated linearly at both ends. mW x s = mJ."""
+        s = self.samples
+        if len(s) < 2 or s[0][0] > t0 or s[-1][0] < t1:
+            return None, 0
+
+        def at(t):
+            for (ta, va), (tb, vb) in zip(s, s[1:]):
+                if ta <= t <= tb:
+                    return va if tb == ta else va + (vb - va) * (t - ta) / (tb - ta)
+            return None
+        pts = [(t0, at(t0))] + [x for x in s if t0 < x[0] < t1] + [(t1, at(t1))]
+        e = 0.0
+        for (ta, va), (tb, vb) in zip(pts, pts[1:]):
+            e += 0.5 * (va + vb) * (tb - ta)
+        return e, len(pts) - 2
+
+
+def _idle_and_run(src, req, run):
+    """Measure idle power for ``idle_s`` just before ``run()`` (the timed loop), then energy over
+    exactly the timed window. Returns the energy dict (or None when nothing measures power)."""
+    if src is None or not req.get("energy", True):
+        return run(), None
+    idle_s = float(req.get("idle_s", 0.5))
+    hz = float(req.get("power_hz", 50.0))
+    if src.kind == "energy":
+        a = src.read_uj()
+        time.sleep(idle_s)
+        b = src.read_uj()
+        t_a = time.monotonic()
+        out = run()
+        t_b = time.monotonic()
+        c = src.read_uj()
+        if None in (a, b, c):
+            return out, None
+        idle_mw = src.delta_mj(a, b) / idle_s
+        total = src.delta_mj(b, c)
+        info = {"source": src.name, "method": "counter", "n_power_samples": 0}
+    else:
+        sampler = PowerSampler(src, hz).start()
+        try:
+            time.sleep(2.0 / hz)
+            t_i = time.monotonic()
+            time.sleep(idle_s)
+            t_a = time.monotonic()
+            out = run()
+            t_b = time.monotonic()
+            time.sleep(2.0 / hz)
+        finally:
+            sampler.stop()
+        idle, _ = sampler.integrate(t_i, t_a)
+        total, n = sampler.integrate(t_a, t_b)
+        if idle is None or total is None:
+            return out, None
+        idle_mw = idle / (t_a - t_i)
+        info = {"source": src.name, "method": "sampled %.0f Hz, trapezoid" % hz, "n_power_samples": n}
+    dur = t_b - t_a
+    info.update({"window_s": dur, "t_start_mono": t_a, "t_end_mono": t_b, "energy_total_mj": total,
+                 "idle_power_mw": idle_mw, "mean_power_mw": total / dur if dur > 0 else None,
+                 "energy_above_idle_mj": total - idle_mw * dur})
+    return out, info
 
 
 # ---------------------------------------------------------------- background load
@@ -274,32 +511,45 @@ def measure(rt, req, src=None):
                 if abs(a - b) <= tol * b:
                     stable = True
                     break
-        samples = []
-        for _ in range(n_runs):
-            t0 = clock()
-            interp.invoke()
-            samples.append((clock() - t0) * 1e3)
+        def timed():
+            samples = []
+            for _ in range(n_runs):
+                t0 = clock()
+                interp.invoke()
+                samples.append((clock() - t0) * 1e3)
+            return samples
+        samples, energy = _idle_and_run(src.power, req, timed)
+        bg_cpu = sum(_proc_cpu_s(p.pid) for p, _ in procs)
         rss, rss_method = _peak_rss_mb(reset_ok)
         after = context_snapshot(src)
+        wall = after["t_mono"] - before["t_mono"]
+        if "system_cpu_busy_s" in before and "system_cpu_busy_s" in after and wall >= 0.5:
+            # CPU time spent during the job by anything other than the agent and the background
+            # load it started: load the measurement did not ask for. Counters tick in 1/HZ s, so
+            # jobs shorter than 0.5 s are not judged.
+            other = (after["system_cpu_busy_s"] - before["system_cpu_busy_s"]) - (
+                after["agent_cpu_s"] - before["agent_cpu_s"]) - bg_cpu
+            after["external_load_cpus"] = min(float(os.cpu_count() or 1), max(0.0, other / wall))
         return {
             "ok": True, "runtime": rt.name, "runtime_version": rt.version, "threads": threads,
             "load_ms": load_ms, "first_inference_ms": first_ms, "warmup_ms": warm,
             "warmup_stable": stable, "samples_ms": samples, "peak_rss_mb": rss, "rss_method": rss_method,
             "background": [{"pid": p.pid, "cpu": c} for p, c in procs],
-            "context_before": before, "context_after": after,
+            "context_before": before, "context_after": after, "energy": energy,
         }
     finally:
         stop_background_load(procs)
         del interp
 
 
-def hello(rt):
+def hello(rt, src=None):
     import numpy
     return {
         "ok": True, "protocol": AGENT_PROTOCOL, "pid": os.getpid(), "python": platform.python_version(),
         "numpy": numpy.__version__, "runtime": rt.name, "runtime_version": rt.version,
         "hostname": socket.gethostname(), "machine": platform.machine(), "system": platform.system(),
         "release": platform.release(), "cpu_count": os.cpu_count(), "executable": sys.executable,
+        "power_source": src.power.name if src is not None and src.power is not None else None,
     }
 
 
@@ -330,7 +580,7 @@ def serve(stdin, out, prefer=None):
                 elif rt is None:
                     resp = {"ok": False, "kind": "runtime", "error": rt_error}
                 elif cmd == "hello":
-                    resp = hello(rt)
+                    resp = hello(rt, src)
                 elif cmd == "measure":
                     resp = measure(rt, req, src)
                 else:

@@ -104,11 +104,14 @@ def _table(rows: list[dict]) -> str:
     for r in rows:
         ok = r["status"] == "ok"
         f = (lambda x: f"{x:.3f}" if x is not None else "-")
-        flag = " THROTTLED" if r.get("throttled") else ""
+        flag = (" THROTTLED" if r.get("throttled") else "") + (f" CONTEXT-CHANGED({r['context_flags']})"
+                                                              if r.get("context_flags") else "")
+        en = r.get("energy_mj")
+        energy = "none" if en is None else f"{en:.3g} mJ {r['energy_source']}"
         lines.append((r["target"], r["candidate_id"], str(r["threads"]), str(r["background_load"]),
                       f(r["latency_ms_median"]) if ok else "-", f(r["latency_ms_p90"]) if ok else "-",
                       f(r["load_ms"]) if ok else "-", f"{r['peak_rss_mb']:.0f}" if ok and r["peak_rss_mb"] else "-",
-                      r["energy_source"] or "none", r["status"] + flag))
+                      energy if ok else "-", r["status"] + flag))
     widths = [max(len(h), *(len(x[i]) for x in lines)) if lines else len(h) for i, h in enumerate(head)]
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
     out += ["  ".join(v.ljust(w) for v, w in zip(x, widths)) for x in lines]
@@ -195,6 +198,14 @@ def _main(args, argv) -> int:
     errs = store.errors(cid)
     print(_table(rows))
     print("\njobs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"  ({time.time() - t0:.0f} s)")
+    changed = [r for r in rows if r.get("context_flags") or r.get("throttled")]
+    if changed:
+        print(f"context changed during {len(changed)} measurement(s) (frequency drop, throttling or load the job did "
+              f"not start); they are flagged in the table above and in measurements.parquet (context_flags)")
+    est = sorted({r["energy_source"] for r in rows if str(r.get("energy_source")).startswith("estimate:")})
+    if est:
+        print(f"energy: no power sensor on {', '.join(sorted({r['target'] for r in rows if r['energy_source'] in est}))}; "
+              f"energy_mj is an ESTIMATE from the device profile's power model ({', '.join(est)}), not a measurement")
     if errs:
         print(f"errors ({len(errs)}):")
         for e in errs[-20:]:

@@ -195,7 +195,7 @@ class TargetWorker:
             self.store.record_failure(self.cid, name, job, "transport", str(e))
             return False
         if res.get("ok"):
-            self.store.record_result(job["id"], res, started)
+            self.store.record_result(job["id"], res, started, (self.target.profile.name, self.target.profile.power_model))
             return True
         final = res.get("kind") == "model"
         self.store.record_failure(self.cid, name, job, res.get("kind", "agent"), res.get("error", "?"), final=final)

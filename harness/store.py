@@ -16,7 +16,7 @@ import numpy as np
 
 from harness import __version__
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FINAL = ("ok", "failed")  # a job in these states is not measured again on --resume
 
 _V1 = """
@@ -43,13 +43,19 @@ CREATE TABLE errors (id INTEGER PRIMARY KEY, campaign_id TEXT NOT NULL, target T
 """
 
 # MIGRATIONS[v] upgrades a store at version v to v + 1.
-MIGRATIONS: dict[int, str] = {0: _V1}
+# v2: why a job's context was not the one asked for (frequency drop, throttling, external load),
+# and the idle power subtracted from its energy.
+_V2 = """
+ALTER TABLE jobs ADD COLUMN context_flags TEXT;
+ALTER TABLE jobs ADD COLUMN idle_power_mw REAL
+"""
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
 
 EXPORT_COLUMNS = (
     "campaign_id", "target", "profile", "candidate_id", "candidate_sha256", "family", "runtime", "runtime_version",
     "threads", "background_load", "n_runs", "latency_ms_median", "latency_ms_p90", "latency_ms_mean",
     "latency_ms_std", "latency_ms_min", "load_ms", "first_inference_ms", "warmup_runs", "warmup_stable",
-    "peak_rss_mb", "energy_mj", "energy_source", "throttled", "status", "error", "started_at", "macs",
+    "peak_rss_mb", "energy_mj", "energy_source", "idle_power_mw", "throttled", "context_flags", "status", "error", "started_at", "macs",
     "accuracy", "harness_version",
 )
 
@@ -146,9 +152,14 @@ class Store:
             return [dict(zip(cols, r)) for r in cur.fetchall()]
 
     # ------------------------------------------------------------------ results
-    def record_result(self, job_id: int, res: dict, started_at: float, energy=(None, "none")) -> None:
-        """Store one measured job atomically: raw samples, contexts, summary fields."""
+    def record_result(self, job_id: int, res: dict, started_at: float, power_model: tuple[str, dict] | None = None,
+                      ) -> None:
+        """Store one measured job atomically: raw samples, contexts, summary fields. Energy per
+        inference comes from the agent's measurement (idle power subtracted) when it made one;
+        otherwise from ``power_model`` (profile name, model), labelled ``estimate:``."""
         throttled = _throttled(res.get("context_before", {}), res.get("context_after", {}))
+        flags = context_flags(res.get("context_before", {}), res.get("context_after", {}))
+        energy = energy_of(res, power_model)
         keep = {k: v for k, v in res.items() if k not in ("samples_ms", "warmup_ms", "context_before", "context_after")}
         with self._tx() as db:
             db.execute("DELETE FROM samples WHERE job_id=?", (job_id,))
@@ -161,10 +172,12 @@ class Store:
             db.execute(
                 "UPDATE jobs SET status='ok', attempts=attempts+1, started_at=?, finished_at=?, runtime=?, "
                 "runtime_version=?, load_ms=?, first_inference_ms=?, warmup_stable=?, peak_rss_mb=?, rss_method=?, "
-                "energy_mj=?, energy_source=?, throttled=?, error=NULL, result=? WHERE id=?",
+                "energy_mj=?, energy_source=?, idle_power_mw=?, throttled=?, context_flags=?, error=NULL, result=? "
+                "WHERE id=?",
                 (started_at, time.time(), res["runtime"], res["runtime_version"], res["load_ms"],
                  res["first_inference_ms"], int(bool(res.get("warmup_stable"))), res.get("peak_rss_mb"),
-                 res.get("rss_method"), energy[0], energy[1], throttled, json.dumps(keep), job_id))
+                 res.get("rss_method"), energy[0], energy[1], energy[2], throttled,
+                 ",".join(flags) or None, json.dumps(keep), job_id))
 
     def record_failure(self, cid: str, target: str, job: dict | None, kind: str, message: str,
                        final: bool = False) -> None:
@@ -195,7 +208,7 @@ class Store:
             cur = self.db.execute(
                 "SELECT j.id, j.campaign_id, j.target, t.profile, j.candidate_id, c.sha256, c.family, j.runtime, "
                 "j.runtime_version, j.threads, j.background_load, j.load_ms, j.first_inference_ms, j.warmup_stable, "
-                "j.peak_rss_mb, j.energy_mj, j.energy_source, j.throttled, j.status, j.error, j.started_at, c.macs, "
+                "j.peak_rss_mb, j.energy_mj, j.energy_source, j.idle_power_mw, j.throttled, j.context_flags, j.status, j.error, j.started_at, c.macs, "
                 "c.accuracy, k.harness_version FROM jobs j "
                 "JOIN candidates c ON c.campaign_id=j.campaign_id AND c.candidate_id=j.candidate_id "
                 "JOIN targets t ON t.campaign_id=j.campaign_id AND t.name=j.target "
@@ -261,7 +274,8 @@ class Store:
         rows = self.rows(cid)
         types = {"threads": pa.int32(), "background_load": pa.int32(), "n_runs": pa.int32(),
                  "warmup_runs": pa.int32(), "macs": pa.int64(), "warmup_stable": pa.bool_(), "throttled": pa.bool_(),
-                 "started_at": pa.float64(), "accuracy": pa.float64(), "energy_mj": pa.float64()}
+                 "started_at": pa.float64(), "accuracy": pa.float64(), "energy_mj": pa.float64(),
+                 "idle_power_mw": pa.float64()}
         fields = [pa.field(c, types.get(c, pa.float64() if ("_ms" in c or c.endswith("_mb")) else pa.string()))
                   for c in EXPORT_COLUMNS]
         schema = pa.schema(fields, metadata={"schema_version": str(SCHEMA_VERSION), "harness_version": __version__})
@@ -271,6 +285,42 @@ class Store:
         pq.write_table(table, tmp)
         tmp.replace(out)
         return out
+
+
+def energy_of(res: dict, power_model: tuple[str, dict] | None) -> tuple[float | None, str, float | None]:
+    """(energy mJ per inference above idle, source label, idle mW)."""
+    e = res.get("energy")
+    n = len(res.get("samples_ms", []))
+    if e and n:
+        return e["energy_above_idle_mj"] / n, e["source"], e.get("idle_power_mw")
+    if power_model and n:
+        name, pm = power_model
+        cores = max(1, int(res.get("threads", 1)))
+        med = float(np.median(res["samples_ms"]))
+        # W x ms = mJ: the active power of the busy cores over one inference, above idle
+        return pm["active_w_per_core"] * cores * med, f"estimate:power_model({name})", pm["idle_w"] * 1e3
+    return None, "none", None
+
+
+FREQ_DROP = 0.10        # a cluster more than 10% slower after the job than before it
+EXTERNAL_LOAD = 0.5     # more than half a CPU busy with work the job did not start
+
+
+def context_flags(before: dict, after: dict) -> list[str]:
+    """Why this measurement's context changed while it ran (empty when it did not, or when the
+    OS says nothing)."""
+    flags = []
+    fb, fa = before.get("cpu_freq_mhz", {}), after.get("cpu_freq_mhz", {})
+    drops = [c for c in fb if c in fa and fa[c] < (1 - FREQ_DROP) * fb[c]]
+    if drops:
+        flags.append("freq-drop:" + "+".join(sorted(drops)))
+    if after.get("throttle_count", 0) > before.get("throttle_count", after.get("throttle_count", 0)):
+        flags.append("throttle-count")
+    if any(s.get("vcgencmd_throttled", 0) & 0xF for s in (before, after)):
+        flags.append("vcgencmd-throttled")
+    if after.get("external_load_cpus", 0) > EXTERNAL_LOAD:
+        flags.append("external-load:%.1f" % after["external_load_cpus"])
+    return flags
 
 
 def _throttled(before: dict, after: dict) -> int | None:
