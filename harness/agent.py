@@ -220,7 +220,7 @@ class RaplEnergy(object):
 
     def delta_mj(self, a, b):
         tot = 0.0
-        for (p, rng), x, y in zip(self.domains, a, b):
+        for (_, rng), x, y in zip(self.domains, a, b):
             d = y - x
             if d < 0:
                 d += rng
@@ -511,7 +511,7 @@ def measure(rt, req, src=None):
                 if abs(a - b) <= tol * b:
                     stable = True
                     break
-        def timed():
+        def timed(interp=interp):
             samples = []
             for _ in range(n_runs):
                 t0 = clock()

@@ -55,7 +55,8 @@ EXPORT_COLUMNS = (
     "campaign_id", "target", "profile", "candidate_id", "candidate_sha256", "family", "runtime", "runtime_version",
     "threads", "background_load", "n_runs", "latency_ms_median", "latency_ms_p90", "latency_ms_mean",
     "latency_ms_std", "latency_ms_min", "load_ms", "first_inference_ms", "warmup_runs", "warmup_stable",
-    "peak_rss_mb", "energy_mj", "energy_source", "idle_power_mw", "throttled", "context_flags", "status", "error", "started_at", "macs",
+    "peak_rss_mb", "energy_mj", "energy_source", "idle_power_mw", "throttled", "context_flags",
+    "status", "error", "started_at", "macs",
     "accuracy", "harness_version",
 )
 
@@ -208,7 +209,8 @@ class Store:
             cur = self.db.execute(
                 "SELECT j.id, j.campaign_id, j.target, t.profile, j.candidate_id, c.sha256, c.family, j.runtime, "
                 "j.runtime_version, j.threads, j.background_load, j.load_ms, j.first_inference_ms, j.warmup_stable, "
-                "j.peak_rss_mb, j.energy_mj, j.energy_source, j.idle_power_mw, j.throttled, j.context_flags, j.status, j.error, j.started_at, c.macs, "
+                "j.peak_rss_mb, j.energy_mj, j.energy_source, j.idle_power_mw, j.throttled, j.context_flags, "
+                "j.status, j.error, j.started_at, c.macs, "
                 "c.accuracy, k.harness_version FROM jobs j "
                 "JOIN candidates c ON c.campaign_id=j.campaign_id AND c.candidate_id=j.candidate_id "
                 "JOIN targets t ON t.campaign_id=j.campaign_id AND t.name=j.target "

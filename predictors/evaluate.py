@@ -31,7 +31,7 @@ def metrics(y_true, y_pred) -> dict[str, float]:
     out = {f"acc@{p}%": float(np.mean(rel <= p / 100)) for p in (5, 10, 15)}
     out["rmspe"] = float(np.sqrt(np.mean(((y_pred - y_true) / y_true) ** 2)))
     out["mape"] = float(np.mean(rel))
-    if len(y_true) > 2:
+    if len(y_true) > 2 and np.ptp(y_true) > 0 and np.ptp(y_pred) > 0:
         out["spearman"] = float(spearmanr(y_true, y_pred).statistic)
         out["kendall"] = float(kendalltau(y_true, y_pred).statistic)
     out["n"] = int(len(y_true))

@@ -1,0 +1,196 @@
+"""predictors/: estimators, leakage-free CV, transfer, skops persistence. No ../shared needed:
+the wide table here is generated from a per-device additive cost model (documented below),
+and the measurements come from a real local collect."""
+from __future__ import annotations
+
+import csv
+import json
+import time
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from harness.collect import main as collect
+from harness.errors import BadInput
+from harness.zoo.nb201 import OPS
+from predictors import dataset, evaluate, nb201, store, train, transfer
+from predictors.models import KernelLevelRegressor, ModelLevelRegressor
+from tests.conftest import make_zoo, pick_candidates
+
+
+def _cells(n, rng):
+    return [f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|"
+            for o in (rng.choice(OPS, 6) for _ in range(n))]
+
+
+def synthetic_table(path, n=400, devices=6, seed=0):
+    """Device d: latency = base_d + sum over ops of cost_d[op] (over all edges and over live
+    edges), times 5% log-normal noise. Devices share a cost structure (a common cost vector)
+    and differ by an overall speed and by +-35% per op type, as real CPUs and GPUs do. Returns
+    the latencies of one more device that is not a column."""
+    rng = np.random.default_rng(seed)
+    cells = sorted(set(_cells(n, rng)))
+    f = nb201.cell_features(cells)
+    cols = []
+    w0 = np.concatenate([[5.0], [0.1, 0.8, 3.0, 0.6], [0.05, 0.4, 1.5, 0.3]])
+    for _ in range(devices + 1):
+        w = w0 * rng.uniform(0.3, 3) * rng.lognormal(0, 0.35, len(w0))
+        cols.append((w[0] + f @ w[1:]) * rng.lognormal(0, 0.05, len(cells)))
+    with path.open("w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["arch_index", "arch"] + [f"dev{i}" for i in range(devices)])
+        for i, c in enumerate(cells):
+            wr.writerow([i, c] + [f"{cols[d][i]:.4f}" for d in range(devices)])
+    return np.array(cols[-1])
+
+
+def test_transfer_cli_predicts_every_architecture(tmp_path):
+    table = tmp_path / "wide.csv"
+    hidden = synthetic_table(table)
+    rng = np.random.default_rng(1)
+    idx = rng.choice(len(hidden), 10, replace=False)
+    (tmp_path / "s.csv").write_text("arch_index,latency_ms\n" + "".join(f"{i},{hidden[i]:.4f}\n" for i in idx))
+    out = tmp_path / "pred.csv"
+    for method in transfer.METHODS:
+        t0 = time.perf_counter()
+        assert transfer.main(["--table", str(table), "--target-samples", str(tmp_path / "s.csv"), "--out", str(out),
+                              "--method", method]) == 0
+        assert time.perf_counter() - t0 < 10
+        rows = list(csv.DictReader(out.open()))
+        assert [int(r["arch_index"]) for r in rows] == list(range(len(hidden)))
+        pred = np.array([float(r["latency_ms_pred"]) for r in rows])
+        rest = np.setdiff1d(np.arange(len(hidden)), idx)
+        rho = spearmanr(pred[rest], hidden[rest]).statistic
+        assert rho > {"bayes": 0.85, "proxy": 0.3, "ridge": 0.3, "flops": -1}[method], (method, rho)
+        if method == "bayes":   # calibrated, not just ranked
+            assert np.median(np.abs(pred[rest] - hidden[rest]) / hidden[rest]) < 0.25
+
+
+@pytest.mark.parametrize("body, msg", [
+    ("arch,latency_ms\n1,2\n", "expected columns arch_index,latency_ms"),
+    ("arch_index,latency_ms\n1,2\n2,x\n", ":3: arch_index must be an integer"),
+    ("arch_index,latency_ms\n1,2\n99999,3\n", "99999 is not in the table"),
+    ("arch_index,latency_ms\n1,2\n2,-1\n", "must be a positive number"),
+    ("arch_index,latency_ms\n1,2\n2,3\n", "at least 3 distinct"),
+])
+def test_transfer_bad_samples(tmp_path, body, msg, capsys):
+    table = tmp_path / "wide.csv"
+    synthetic_table(table, n=50)
+    (tmp_path / "s.csv").write_text(body)
+    assert transfer.main(["--table", str(table), "--target-samples", str(tmp_path / "s.csv"),
+                          "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1 and not (tmp_path / "p.csv").exists()
+
+
+def test_table_errors_name_the_line(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("arch_index,arch,d\n0,|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|,1.5\n1,|bogus~0|,2\n")
+    with pytest.raises(BadInput, match="bogus"):
+        nb201.load_table(p)
+    p.write_text("index,arch,d\n")
+    with pytest.raises(BadInput, match=":1: expected header"):
+        nb201.load_table(p)
+
+
+def test_bridge_maps_zoo_candidates_to_table_index(tmp_path):
+    table = tmp_path / "wide.csv"
+    synthetic_table(table, n=20)
+    t = nb201.load_table(table)
+    m = {"family": "nb201", "candidates": [
+        {"id": "a", "family": "nb201", "knobs": {"arch_index": 7, "arch": t.arch[7]}},
+        {"id": "b", "family": "nb201", "knobs": {"arch_index": None, "arch": t.arch[3]}},
+        {"id": "c", "family": "nb201", "knobs": {"arch_index": None, "arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"}}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(m))
+    assert nb201.bridge(tmp_path / "manifest.json", t) == {"a": 7, "b": 3}
+
+
+def test_metrics_and_grouped_cv_never_score_fitted_rows():
+    m = evaluate.metrics([10, 10, 10, 10], [10.4, 10.9, 11.4, 20])
+    assert m["acc@5%"] == 0.25 and m["acc@10%"] == 0.5 and m["acc@15%"] == 0.75
+    assert m["mape"] == pytest.approx((0.04 + 0.09 + 0.14 + 1.0) / 4)
+
+    class Memo(ModelLevelRegressor):
+        seen: list = []
+
+        def fit(self, X, y):
+            Memo.seen.append(set(map(tuple, np.asarray(X))))
+            return super().fit(X, y)
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 2, (60, 3))
+    groups = np.repeat(np.arange(12), 5)
+    X[:, 0] = groups        # a group's rows share a feature, so a leak would be visible
+    y = np.exp(X[:, 0] / 5 + X[:, 1])
+    import pandas as pd
+    _, pred = evaluate.grouped_cv(Memo(n_estimators=10), pd.DataFrame(X), y, groups, folds=4)
+    assert not np.isnan(pred).any()
+    rows = list(map(tuple, X))
+    # 4 fits of 45 rows; every row was outside exactly one of them (the one that predicted it)
+    assert len(Memo.seen) == 4 and all(len(s) == 45 for s in Memo.seen)
+    assert all(sum(r in s for s in Memo.seen) == 3 for r in rows)
+
+
+def test_estimator_contract():
+    for est in (ModelLevelRegressor(n_estimators=5), KernelLevelRegressor(context_columns=(0,))):
+        c = clone(est)
+        assert c.get_params() == est.get_params()
+        with pytest.raises(NotFittedError):
+            c.predict(np.ones((2, 3)))
+    X = np.array([[1, 1.0, 0.0], [1, 2.0, 1.0], [2, 1.0, 0.0], [2, 2.0, 1.0], [1, 3.0, 1.0], [2, 3.0, 2.0]])
+    y = 0.5 + X[:, 1] * 2 / X[:, 0] + X[:, 2]
+    k = KernelLevelRegressor(context_columns=(0,))
+    assert k.fit(X, y) is k
+    assert k.predict(X) == pytest.approx(y, rel=1e-6)
+    assert set(k.overhead()) == {(1.0,), (2.0,)}
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """A real local campaign: 6 architectures x 2 quantizations x threads 1,2."""
+    tmp = tmp_path_factory.mktemp("pred")
+    ids = [c for c in pick_candidates(6)]
+    ids += [c.replace("-float32", "-int8") for c in ids]
+    zoo = make_zoo(tmp / "zoo", ids)
+    out = tmp / "runs"
+    assert collect(["--zoo", str(zoo), "--out", str(out), "--runs", "20", "--threads", "1,2",
+                    "--background-load", "0", "--no-report", "-q"]) == 0
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    return run / "measurements.parquet", zoo, tmp
+
+
+def test_dataset_features_and_groups(measured):
+    pq, zoo, _ = measured
+    df = dataset.load([pq], [zoo])
+    assert len(df) == 24 and df["group"].nunique() == 6      # quantizations share their architecture
+    assert (df["m_log_macs"] > 5).all() and df["k_conv_float32_n"].max() > 0 and df["k_conv_int8_n"].max() > 0
+
+
+def test_train_card_and_tamper(measured, capsys):
+    pq, zoo, tmp = measured
+    out = tmp / "model"
+    assert train.main(["--data", str(pq), "--zoo", str(zoo), "--target", "latency_ms_median", "--out", str(out)]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["cv"]["scores"]["acc@10%"] >= 0 and "spearman" in card["cv"]["scores"]
+    assert card["training_data"] == {str(pq): dataset.data_hashes([pq])[str(pq)]}
+    assert {"scikit-learn", "numpy", "skops"} <= set(card["versions"])
+    est, _ = store.load(out)
+    df = dataset.load([pq], [zoo])
+    assert est.predict(df[card["features"]]).shape == (24,)
+    assert evaluate.main(["--artifact", str(out), "--data", str(pq), "--zoo", str(zoo)]) == 0
+    # a changed artifact is refused
+    blob = (out / "model.skops").read_bytes()
+    (out / "model.skops").write_bytes(blob[:-10] + b"0123456789")
+    with pytest.raises(BadInput, match="sha256 differs"):
+        store.load(out)
+
+
+def test_unknown_types_are_refused(tmp_path):
+    import os
+
+    from sklearn.preprocessing import FunctionTransformer
+    store.save(tmp_path, FunctionTransformer(func=os.system), {"target": "x"})
+    with pytest.raises(BadInput, match="refusing to load unknown types: .*system"):
+        store.load(tmp_path)
