@@ -1,0 +1,76 @@
+"""The few-shot transfer through the CLI for the local machine.
+
+nb201 candidates measured by the harness on the local target (a campaign folder) are bridged to
+the NAS-Bench-201 index; the shared table's devices are the proxies. Each draw writes 10 local
+measurements to SAMPLES.csv, runs ``python -m predictors.transfer``, and scores Spearman on the
+other measured candidates. Prints every draw's Spearman, the mean, and the CLI's wall time.
+
+    python -m harness.zoo build --family nb201 --sample 60 --limit 24 --seed 7 \\
+        --table ../shared/data/nb201/latency_ms.csv --out zoo-nb201
+    python -m harness.collect --zoo zoo-nb201 --runs 30 --threads 1 --background-load 0
+    python bench/local_transfer.py runs/<campaign> --zoo zoo-nb201
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from predictors import nb201  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run", type=Path, help="campaign folder with measurements.parquet")
+    ap.add_argument("--zoo", type=Path, required=True, help="the nb201 zoo folder (manifest.json)")
+    ap.add_argument("--table", type=Path, default=HERE.parent.parent / "shared/data/nb201/latency_ms.csv")
+    ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--draws", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--method", default="bayes")
+    args = ap.parse_args(argv)
+    table = nb201.load_table(args.table)
+    idx = nb201.bridge(args.zoo / "manifest.json", table)
+    rows = [r for r in pq.read_table(args.run / "measurements.parquet").to_pylist()
+            if r["status"] == "ok" and r["candidate_id"] in idx and r["threads"] == args.threads
+            and r["background_load"] == 0]
+    meas = {idx[r["candidate_id"]]: r["latency_ms_median"] for r in rows}
+    archs = np.array(sorted(meas))
+    print(f"{len(archs)} nb201 candidates measured on {rows[0]['target']} ({rows[0]['runtime']} "
+          f"{rows[0]['runtime_version']}, {args.threads} thread); {args.samples} samples per draw, "
+          f"Spearman on the other {len(archs) - args.samples}")
+    rng = np.random.default_rng(0)
+    rhos, walls = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        s_csv, p_csv = Path(tmp) / "samples.csv", Path(tmp) / "pred.csv"
+        for d in range(args.draws):
+            perm = rng.permutation(archs)
+            tr, te = perm[: args.samples], perm[args.samples:]
+            s_csv.write_text("arch_index,latency_ms\n" + "".join(f"{a},{meas[a]}\n" for a in tr))
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "predictors.transfer", "--table", str(args.table), "--target-samples",
+                            str(s_csv), "--out", str(p_csv), "--method", args.method], check=True,
+                           stderr=subprocess.DEVNULL, cwd=HERE.parent)
+            walls.append(time.perf_counter() - t0)
+            pred = {int(r["arch_index"]): float(r["latency_ms_pred"]) for r in csv.DictReader(p_csv.open())}
+            rho = spearmanr([pred[a] for a in te], [meas[a] for a in te]).statistic
+            rhos.append(rho)
+            print(f"draw {d:2d}: Spearman {rho:.3f}")
+    print(f"mean Spearman {np.mean(rhos):.3f} (min {np.min(rhos):.3f}) over {args.draws} draws; "
+          f"transfer CLI wall median {np.median(walls):.2f} s (max {np.max(walls):.2f} s, includes interpreter start)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
