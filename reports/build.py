@@ -141,8 +141,7 @@ def energy_section(data: dict) -> dict:
     rows = [r for r in _ok_rows(data) if r.get("energy_mj") is not None]
     if not rows:
         sources = sorted({r.get("energy_source") or "none" for r in data["rows"]}) or ["none"]
-        raise _Missing(f"no energy in this run (energy_source: {', '.join(sources)}); power meters and "
-                       f"estimates come with the telemetry work")
+        raise _Missing(f"no energy in this run (energy_source: {', '.join(sources)}): no sensor and no power model")
     pts: dict[str, tuple] = {}
     for src in sorted({r["energy_source"] for r in rows}):
         sel = [r for r in rows if r["energy_source"] == src]

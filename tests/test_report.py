@@ -75,7 +75,8 @@ def test_report_content(campaign):
     html = (campaign / "report.html").read_text()
     assert "ai-edge-litert" in html or "tflite-runtime" in html
     assert "Pareto-optimal candidates" in html and "alt=\"context effect on local\"" in html
-    assert "no energy in this run (energy_source: none)" in html
+    # no power sensor here: energy is the profile's estimate, labelled as such in the table
+    assert "estimate:power_model(x86-linux)" in html and '<span class="est">ESTIMATE</span>' in html
     assert "no predictor outputs in this run folder" in html
     assert "python -m harness.collect" in html  # provenance footer: the command line
 
