@@ -350,6 +350,7 @@ def _idle_and_run(src, req, run):
     idle_s = float(req.get("idle_s", 0.5))
     hz = float(req.get("power_hz", 50.0))
     if src.kind == "energy":
+        t_i = time.monotonic()
         a = src.read_uj()
         time.sleep(idle_s)
         b = src.read_uj()
@@ -359,7 +360,7 @@ def _idle_and_run(src, req, run):
         c = src.read_uj()
         if None in (a, b, c):
             return out, None
-        idle_mw = src.delta_mj(a, b) / idle_s
+        idle_mw = src.delta_mj(a, b) / (t_a - t_i)
         total = src.delta_mj(b, c)
         info = {"source": src.name, "method": "counter", "n_power_samples": 0}
     else:
