@@ -107,7 +107,6 @@ class Sources(object):
     def __init__(self, root=None):
         # EDGE_AGENT_SYSFS_ROOT prefixes every sysfs path: tests point it at a tree they write.
         root = os.environ.get("EDGE_AGENT_SYSFS_ROOT", "") if root is None else root
-        self.root = root
         self.cpufreq = sorted(glob.glob(root + "/sys/devices/system/cpu/cpu[0-9]*/cpufreq"))
         self.zones = [(z, (_read(z + "/type") or z.split("/")[-1]) + ":" + z.split("zone")[-1])
                       for z in sorted(glob.glob(root + "/sys/class/thermal/thermal_zone[0-9]*"))]

@@ -1,15 +1,14 @@
 """measurements.parquet (+ the zoo manifests that name the model files) -> feature tables."""
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from harness.errors import BadInput
-from harness.zoo.manifest import BUNDLED
+from harness.zoo.graph import sha256_file
+from harness.zoo.manifest import BUNDLED, load_manifest
 from predictors import features as F
 
 ARCH_KNOBS_EXCLUDE = ("quantization",)
@@ -21,13 +20,8 @@ def _manifests(zoos: list[Path]) -> dict[str, dict]:
     dirs = [Path(z) for z in zoos] + [Path(BUNDLED)]
     for d in dirs:
         for mf in ([d] if d.name == "manifest.json" else sorted(d.rglob("manifest.json"))):
-            try:
-                m = json.loads(mf.read_text())
-            except (OSError, ValueError) as e:
-                raise BadInput(f"{mf}: unreadable manifest ({e})") from None
-            for c in m.get("candidates", []):
-                out.setdefault(c["sha256"], {"path": str(mf.parent / c["file"]), "knobs": c.get("knobs", {}),
-                                             "family": c.get("family", m.get("family")), "id": c["id"]})
+            for c in load_manifest(mf)[1]:
+                out.setdefault(c.sha256, {"path": str(c.path), "knobs": c.knobs, "family": c.family, "id": c.id})
     return out
 
 
@@ -39,14 +33,7 @@ def architecture_of(family: str, knobs: dict) -> str:
 
 
 def data_hashes(paths: list[Path]) -> dict[str, str]:
-    out = {}
-    for p in paths:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        out[str(p)] = h.hexdigest()
-    return out
+    return {str(p): sha256_file(p) for p in paths}
 
 
 def load(paths: list[Path], zoos: list[Path] = (), target: str = "latency_ms_median",

@@ -103,14 +103,13 @@ def ridge_predict(log_table: np.ndarray, rows: np.ndarray, y_ms: np.ndarray, alp
 
 def predict(method: str, table_latency: np.ndarray, features: np.ndarray, rows: np.ndarray, y_ms: np.ndarray,
             macs: np.ndarray | None = None, model: FewShotCostModel | None = None) -> np.ndarray:
-    log_table = np.log(table_latency)
     if method == "bayes":
         model = model or FewShotCostModel().fit(features, table_latency)
         return model.adapt(rows, y_ms)
     if method == "proxy":
-        return proxy_predict(log_table, rows, y_ms)[0]
+        return proxy_predict(np.log(table_latency), rows, y_ms)[0]
     if method == "ridge":
-        return ridge_predict(log_table, rows, y_ms)
+        return ridge_predict(np.log(table_latency), rows, y_ms)
     if method == "flops":
         if macs is None:
             raise BadInput("flops baseline needs MACs")
@@ -169,7 +168,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         table = nb201.load_table(args.table)
-        keep = [i for i, d in enumerate(table.devices) if d not in set(filter(None, args.exclude_devices.split(",")))]
+        excluded = set(filter(None, args.exclude_devices.split(",")))
+        keep = [i for i, d in enumerate(table.devices) if d not in excluded]
         lat = table.latency[:, keep]
         full = ~np.isnan(lat).any(axis=0)
         lat = lat[:, full]
