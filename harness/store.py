@@ -16,7 +16,7 @@ import numpy as np
 
 from harness import __version__
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FINAL = ("ok", "failed")  # a job in these states is not measured again on --resume
 
 _V1 = """
@@ -49,7 +49,13 @@ _V2 = """
 ALTER TABLE jobs ADD COLUMN context_flags TEXT;
 ALTER TABLE jobs ADD COLUMN idle_power_mw REAL
 """
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
+# v3: rows measured by another tool (TensorFlow Lite benchmark_model, imported from its output):
+# which tool measured the row, and the latency statistics it printed (there are no raw samples).
+_V3 = """
+ALTER TABLE jobs ADD COLUMN measured_by TEXT;
+ALTER TABLE jobs ADD COLUMN latency_summary TEXT
+"""
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3}
 
 EXPORT_COLUMNS = (
     "campaign_id", "target", "profile", "candidate_id", "candidate_sha256", "family", "runtime", "runtime_version",
@@ -57,7 +63,7 @@ EXPORT_COLUMNS = (
     "latency_ms_std", "latency_ms_min", "load_ms", "first_inference_ms", "warmup_runs", "warmup_stable",
     "peak_rss_mb", "energy_mj", "energy_source", "idle_power_mw", "throttled", "context_flags",
     "status", "error", "started_at", "macs",
-    "accuracy", "harness_version",
+    "accuracy", "harness_version", "measured_by",
 )
 
 
@@ -173,12 +179,25 @@ class Store:
             db.execute(
                 "UPDATE jobs SET status='ok', attempts=attempts+1, started_at=?, finished_at=?, runtime=?, "
                 "runtime_version=?, load_ms=?, first_inference_ms=?, warmup_stable=?, peak_rss_mb=?, rss_method=?, "
-                "energy_mj=?, energy_source=?, idle_power_mw=?, throttled=?, context_flags=?, error=NULL, result=? "
-                "WHERE id=?",
+                "energy_mj=?, energy_source=?, idle_power_mw=?, throttled=?, context_flags=?, error=NULL, result=?, "
+                "measured_by='harness-agent' WHERE id=?",
                 (started_at, time.time(), res["runtime"], res["runtime_version"], res["load_ms"],
                  res["first_inference_ms"], int(bool(res.get("warmup_stable"))), res.get("peak_rss_mb"),
                  res.get("rss_method"), energy[0], energy[1], energy[2], throttled,
                  ",".join(flags) or None, json.dumps(keep), job_id))
+
+    def record_imported(self, job_id: int, measured_by: str, summary: dict, fields: dict, raw: dict) -> None:
+        """A job measured by another tool: ``summary`` holds the latency statistics it printed
+        (ms: n, mean, min, max, std, and median/p90 only when the tool printed them); ``fields``
+        the job columns it gave (runtime, load_ms, first_inference_ms, peak_rss_mb...)."""
+        cols = ("runtime", "runtime_version", "load_ms", "first_inference_ms", "peak_rss_mb", "rss_method")
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET status='ok', attempts=attempts+1, started_at=?, finished_at=?, "
+                + "".join(f"{c}=?, " for c in cols)
+                + "energy_source='none', measured_by=?, latency_summary=?, error=NULL, result=? WHERE id=?",
+                (fields.get("started_at"), time.time(), *(fields.get(c) for c in cols), measured_by,
+                 json.dumps(summary), json.dumps(raw), job_id))
 
     def record_failure(self, cid: str, target: str, job: dict | None, kind: str, message: str,
                        final: bool = False) -> None:
@@ -211,7 +230,7 @@ class Store:
                 "j.runtime_version, j.threads, j.background_load, j.load_ms, j.first_inference_ms, j.warmup_stable, "
                 "j.peak_rss_mb, j.energy_mj, j.energy_source, j.idle_power_mw, j.throttled, j.context_flags, "
                 "j.status, j.error, j.started_at, c.macs, "
-                "c.accuracy, k.harness_version FROM jobs j "
+                "c.accuracy, k.harness_version, j.measured_by, j.latency_summary FROM jobs j "
                 "JOIN candidates c ON c.campaign_id=j.campaign_id AND c.candidate_id=j.candidate_id "
                 "JOIN targets t ON t.campaign_id=j.campaign_id AND t.name=j.target "
                 "JOIN campaigns k ON k.id=j.campaign_id WHERE j.campaign_id=? ORDER BY j.id", (cid,))
@@ -237,6 +256,14 @@ class Store:
             row["latency_ms_mean"] = float(s.mean()) if have else None
             row["latency_ms_std"] = float(s.std(ddof=1)) if len(s) > 1 else None
             row["latency_ms_min"] = float(s.min()) if have else None
+            if not have and j["latency_summary"]:
+                # Imported from a tool that printed statistics only: take what it printed, and
+                # leave what it did not (an older benchmark_model prints no median) empty.
+                st = json.loads(j["latency_summary"])
+                row["n_runs"] = st.get("n")
+                row["warmup_runs"] = st.get("n_warmup")
+                for k in ("median", "p90", "mean", "std", "min"):
+                    row[f"latency_ms_{k}"] = st.get(k)
             out.append(row)
         return out
 
