@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._ssh import loopback_target  # noqa: E402
+from harness.bundle import agent_bundle  # noqa: E402
 from harness.collect import main as collect  # noqa: E402
-from harness.runner import AGENT_SOURCE  # noqa: E402
 from harness.transport.ssh import SSHParams, SSHTransport  # noqa: E402
 from harness.zoo.manifest import BUNDLED, load_manifest  # noqa: E402
 
@@ -74,8 +74,8 @@ def main() -> int:
                 t.mkdir(f"{tmp}/naive")
                 remote = f"{tmp}/naive/{c.path.name}"
                 t.put(str(c.path), remote)
-                t.put(str(AGENT_SOURCE), f"{tmp}/naive/agent.py")
-                p = t.start([sys.executable, f"{tmp}/naive/agent.py", "--log", f"{tmp}/naive/log"])
+                t.put(str(agent_bundle()), f"{tmp}/naive/agent.pyz")
+                p = t.start([sys.executable, f"{tmp}/naive/agent.pyz", "--log", f"{tmp}/naive/log"])
                 p.write_line(json.dumps({"cmd": "measure", "model": remote, "threads": int(th), "n_runs": a.runs}))
                 busy_naive += agent_ms(json.loads(p.read_line(300)))
                 p.close()

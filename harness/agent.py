@@ -23,6 +23,12 @@ import time
 AGENT_PROTOCOL = 1
 RUNTIMES = ("tflite_runtime", "ai_edge_litert", "tensorflow")
 
+if __name__ == "__main__" and not __package__:
+    # Run as a plain script from a checkout: make the harness package importable. (Deployed, the
+    # agent runs from a zip bundle that holds harness/agent.py, harness/meters and the parsers.)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from harness.meters import MeterError, PowerSampler, discover, open_meter, read_num, read_text  # noqa: E402
+
 # A busy loop that exits by itself when its parent (the agent, whose pid is argv[1]) is gone,
 # even if the agent died before this child got to look.
 _BUSY = (
@@ -65,20 +71,8 @@ def load_runtime(prefer=None):
 
 # ---------------------------------------------------------------- context snapshot
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except (OSError, IOError):
-        return None
-
-
-def _num(path, scale=1.0):
-    s = _read(path)
-    try:
-        return float(s) * scale if s is not None else None
-    except ValueError:
-        return None
+_read = read_text
+_num = read_num
 
 
 _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -112,7 +106,18 @@ class Sources(object):
                       for z in sorted(glob.glob(root + "/sys/class/thermal/thermal_zone[0-9]*"))]
         self.throttle = glob.glob(root + "/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle/*_throttle_count")
         self.vcgencmd = shutil.which("vcgencmd")
-        self.power = discover_power(root)
+        self.root = root
+        self.power = discover(root)
+        self._meters = {}
+
+    def meter(self, spec):
+        """The power meter a request names (opened once, kept open), else the discovered one."""
+        if not spec:
+            return self.power
+        key = json.dumps(spec, sort_keys=True)
+        if key not in self._meters:
+            self._meters[key] = open_meter(spec, self.root)
+        return self._meters[key]
 
 
 def context_snapshot(src=None):
@@ -180,172 +185,13 @@ def context_snapshot(src=None):
 
 # ---------------------------------------------------------------- power and energy
 
-class SysfsPower(object):
-    """Instantaneous power in mW from sysfs files: either power files, or voltage/current pairs.
-    ``terms`` is a list of (scale, path) or (scale, volt_path, curr_path); power = sum of terms."""
-    kind = "power"
-
-    def __init__(self, name, terms):
-        self.name = name
-        self.terms = terms
-
-    def read(self):
-        total = 0.0
-        for t in self.terms:
-            if len(t) == 2:
-                v = _num(t[1])
-                if v is None:
-                    return None
-                total += t[0] * v
-            else:
-                v, c = _num(t[1]), _num(t[2])
-                if v is None or c is None:
-                    return None
-                total += t[0] * abs(v * c)   # Android vendors differ in the sign of current_now
-        return total
-
-
-class RaplEnergy(object):
-    """Cumulative energy counter (uJ) of intel-rapl package domains; wraps at max_energy_range_uj."""
-    kind = "energy"
-
-    def __init__(self, name, domains):
-        self.name = name
-        self.domains = domains   # [(energy_path, max_range_uj)]
-
-    def read_uj(self):
-        vals = [_num(p) for p, _ in self.domains]
-        return None if any(v is None for v in vals) else vals
-
-    def delta_mj(self, a, b):
-        tot = 0.0
-        for (_, rng), x, y in zip(self.domains, a, b):
-            d = y - x
-            if d < 0:
-                d += rng
-            tot += d
-        return tot / 1e3
-
-
-_BOARD_RAILS = ("VDD_IN", "POM_5V_IN")
-
-
-def _rails_to_source(kind, rails):
-    """rails: {label: term}. The board input rail when present, else the sum labelled module-only."""
-    for r in _BOARD_RAILS:
-        if r in rails:
-            return SysfsPower("sensor:%s:%s" % (kind, r), [rails[r]])
-    if rails:
-        return SysfsPower("sensor:%s:sum(%s),module-only" % (kind, "+".join(sorted(rails))), list(rails.values()))
-    return None
-
-
-def discover_power(root=""):
-    """The best power source this device exposes, or None. ``root`` prefixes every sysfs path
-    (tests point it at a tree they write). Order: Jetson INA3221 (hwmon, then IIO), Android
-    battery, x86 RAPL. Bus numbers and device indices are globbed, never hard-coded."""
-    rails = {}
-    for d in sorted(glob.glob(root + "/sys/class/hwmon/hwmon*")) + sorted(
-            glob.glob(root + "/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*")):
-        if (_read(d + "/name") or "").startswith("ina3221"):
-            for lab in sorted(glob.glob(d + "/in*_label")):
-                k = lab[len(d) + 3:-6]
-                label = _read(lab)
-                if label and os.path.exists(d + "/curr%s_input" % k):
-                    rails.setdefault(label, (1e-3, d + "/in%s_input" % k, d + "/curr%s_input" % k))
-    src = _rails_to_source("ina3221-hwmon", rails)
-    if src:
-        return src
-    for d in sorted(glob.glob(root + "/sys/bus/i2c/drivers/ina3221x/*/iio:device*")):
-        for lab in sorted(glob.glob(d + "/rail_name_*")):
-            k = lab.rsplit("_", 1)[1]
-            label = _read(lab)
-            if label and os.path.exists(d + "/in_power%s_input" % k):
-                rails.setdefault(label, (1.0, d + "/in_power%s_input" % k))
-    src = _rails_to_source("ina3221-iio", rails)
-    if src:
-        return src
-    b = root + "/sys/class/power_supply/battery"
-    if os.path.exists(b + "/current_now") and os.path.exists(b + "/voltage_now"):
-        # uV x uA -> mW is 1e-9. Some vendors report mA (values < 10000 for a phone): the host
-        # can override with a profile; here the magnitude decides, and the label says which.
-        c = _num(b + "/current_now")
-        scale, unit = (1e-9, "uA") if c is None or abs(c) >= 10000 else (1e-6, "mA")
-        return SysfsPower("sensor:android-battery(%s)" % unit, [(scale, b + "/voltage_now", b + "/current_now")])
-    doms = []
-    for d in sorted(glob.glob(root + "/sys/class/powercap/intel-rapl:[0-9]*")):
-        if ":" in d.rsplit("intel-rapl:", 1)[1]:
-            continue   # sub-domains (core, dram) are inside the package counter
-        e = d + "/energy_uj"
-        try:
-            with open(e) as f:
-                f.read()
-        except (IOError, OSError):
-            continue   # root only on most kernels
-        doms.append((e, _num(d + "/max_energy_range_uj") or 2 ** 32))
-    if doms:
-        return RaplEnergy("sensor:rapl:package", doms)
-    return None
-
-
-class PowerSampler(object):
-    """Samples a power source in a background thread at ``hz`` on the device's monotonic clock."""
-
-    def __init__(self, source, hz=50.0):
-        import threading
-        self.source = source
-        self.period = 1.0 / float(hz)
-        self.samples = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="power-sampler")
-        self._thread.daemon = True
-
-    def _run(self):
-        nxt = time.monotonic()
-        while not self._stop.is_set():
-            v = self.source.read()
-            t = time.monotonic()
-            if v is not None:
-                self.samples.append((t, v))
-            nxt += self.period
-            delay = nxt - time.monotonic()
-            if delay < 0:
-                nxt = time.monotonic()
-            else:
-                self._stop.wait(delay)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(2.0)
-
-    def integrate(self, t0, t1):
-        """(energy mJ over [t0, t1] by the trapezoid rule, samples inside), with the curve
-        interpolated linearly at both ends. mW x s = mJ."""
-        s = self.samples
-        if len(s) < 2 or s[0][0] > t0 or s[-1][0] < t1:
-            return None, 0
-
-        def at(t):
-            for (ta, va), (tb, vb) in zip(s, s[1:]):
-                if ta <= t <= tb:
-                    return va if tb == ta else va + (vb - va) * (t - ta) / (tb - ta)
-            return None
-        pts = [(t0, at(t0))] + [x for x in s if t0 < x[0] < t1] + [(t1, at(t1))]
-        e = 0.0
-        for (ta, va), (tb, vb) in zip(pts, pts[1:]):
-            e += 0.5 * (va + vb) * (tb - ta)
-        return e, len(pts) - 2
-
-
 def _idle_and_run(src, req, run):
-    """Measure idle power for ``idle_s`` just before ``run()`` (the timed loop), then energy over
-    exactly the timed window. Returns the energy dict (or None when nothing measures power)."""
+    """Measure idle power for ``idle_s`` just before ``run(min_s)`` (the timed loop, which keeps
+    invoking until ``min_s`` have passed and returns (its result, inferences run)), then energy over
+    exactly that window. The window spans at least 10 meter periods, so a fast model on a slow
+    meter is still integrated over real samples. Returns (result, energy dict or None)."""
     if src is None or not req.get("energy", True):
-        return run(), None
+        return run(0.0)[0], None
     idle_s = float(req.get("idle_s", 0.5))
     hz = float(req.get("power_hz", 50.0))
     if src.kind == "energy":
@@ -354,7 +200,7 @@ def _idle_and_run(src, req, run):
         time.sleep(idle_s)
         b = src.read_uj()
         t_a = time.monotonic()
-        out = run()
+        out, n_inf = run(float(req.get("energy_min_window_s", 0.1)))
         t_b = time.monotonic()
         c = src.read_uj()
         if None in (a, b, c):
@@ -364,12 +210,13 @@ def _idle_and_run(src, req, run):
         info = {"source": src.name, "method": "counter", "n_power_samples": 0}
     else:
         sampler = PowerSampler(src, hz).start()
+        hz = sampler.hz   # a slow meter (firmware call, serial) caps the rate
         try:
             time.sleep(2.0 / hz)
             t_i = time.monotonic()
             time.sleep(idle_s)
             t_a = time.monotonic()
-            out = run()
+            out, n_inf = run(float(req.get("energy_min_window_s", 10.0 / hz)))
             t_b = time.monotonic()
             time.sleep(2.0 / hz)
         finally:
@@ -379,9 +226,9 @@ def _idle_and_run(src, req, run):
         if idle is None or total is None:
             return out, None
         idle_mw = idle / (t_a - t_i)
-        info = {"source": src.name, "method": "sampled %.0f Hz, trapezoid" % hz, "n_power_samples": n}
+        info = {"source": src.name, "method": "sampled %.0f Hz, trapezoid" % sampler.hz, "n_power_samples": n}
     dur = t_b - t_a
-    info.update({"window_s": dur, "t_start_mono": t_a, "t_end_mono": t_b, "energy_total_mj": total,
+    info.update({"window_s": dur, "n_inferences": n_inf, "t_start_mono": t_a, "t_end_mono": t_b, "energy_total_mj": total,
                  "idle_power_mw": idle_mw, "mean_power_mw": total / dur if dur > 0 else None,
                  "energy_above_idle_mj": total - idle_mw * dur})
     return out, info
@@ -482,6 +329,10 @@ def measure(rt, req, src=None):
     procs = []
     interp = None
     try:
+        try:
+            meter = src.meter(req.get("power_meter"))
+        except MeterError as e:
+            return {"ok": False, "kind": "meter", "error": str(e)}
         before = context_snapshot(src)
         procs = start_background_load(req.get("background_load", 0))
         if procs:
@@ -511,14 +362,19 @@ def measure(rt, req, src=None):
                 if abs(a - b) <= tol * b:
                     stable = True
                     break
-        def timed(interp=interp):
+        def timed(min_s, interp=interp):
             samples = []
+            start = clock()
             for _ in range(n_runs):
                 t0 = clock()
                 interp.invoke()
                 samples.append((clock() - t0) * 1e3)
-            return samples
-        samples, energy = _idle_and_run(src.power, req, timed)
+            n = n_runs
+            while clock() - start < min_s:   # more inferences for the energy window, not timed
+                interp.invoke()
+                n += 1
+            return samples, n
+        samples, energy = _idle_and_run(meter, req, timed)
         bg_cpu = sum(_proc_cpu_s(p.pid) for p, _ in procs)
         rss, rss_method = _peak_rss_mb(reset_ok)
         after = context_snapshot(src)

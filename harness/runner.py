@@ -11,17 +11,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from harness import agent as agent_module
+from harness.bundle import agent_bundle
 from harness.inventory import Target
 from harness.store import Store
 from harness.transport.base import AgentProcess, RemoteTimeout, TransportError
 from harness.transport.local import LocalTransport
 from harness.transport.ssh import SSHParams, SSHTransport
 from harness.zoo.graph import sha256_file
-
-AGENT_SOURCE = Path(agent_module.__file__)
 
 
 @dataclass(frozen=True)
@@ -59,10 +56,10 @@ class Session:
         tr.connect()
         wd = self.workdir = tr.expand(self.target.workdir)
         tr.mkdir(wd + "/models")
-        agent_sha = sha256_file(AGENT_SOURCE)[:16]
-        agent_path = f"{wd}/agent-{agent_sha}.py"
+        bundle = agent_bundle()   # agent + meters + parsers, one zip named by its sha256
+        agent_path = f"{wd}/{bundle.name}"
         if not tr.exists(agent_path):
-            tr.put(str(AGENT_SOURCE), agent_path)
+            tr.put(str(bundle), agent_path)
         python = self.target.python
         if self.target.provision:
             rc, out, err = tr.run([python, agent_path, "--provision", wd, self.target.provision], timeout=900)
@@ -197,6 +194,6 @@ class TargetWorker:
         if res.get("ok"):
             self.store.record_result(job["id"], res, started, (self.target.profile.name, self.target.profile.power_model))
             return True
-        final = res.get("kind") == "model"
+        final = res.get("kind") in ("model", "meter")   # retrying will not fix the model or the meter
         self.store.record_failure(self.cid, name, job, res.get("kind", "agent"), res.get("error", "?"), final=final)
         return final

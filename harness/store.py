@@ -321,7 +321,7 @@ def energy_of(res: dict, power_model: tuple[str, dict] | None) -> tuple[float | 
     e = res.get("energy")
     n = len(res.get("samples_ms", []))
     if e and n:
-        return e["energy_above_idle_mj"] / n, e["source"], e.get("idle_power_mw")
+        return e["energy_above_idle_mj"] / e.get("n_inferences", n), e["source"], e.get("idle_power_mw")
     if power_model and n:
         name, pm = power_model
         cores = max(1, int(res.get("threads", 1)))

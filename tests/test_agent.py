@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from harness import agent
+from harness.bundle import agent_bundle
 from harness.transport.local import LocalTransport
 from harness.zoo.manifest import BUNDLED, load_manifest
 from tests.sshd import descendants
 
-AGENT = agent.__file__
+AGENT = str(agent_bundle())   # what the collector deploys: agent + meters + parsers in one zip
 ALT_PYTHON = os.environ.get("EDGE_AGENT_ALT_PYTHON")  # e.g. a venv with tflite-runtime + numpy<2
 
 
