@@ -106,6 +106,22 @@ class Sources(object):
                       for z in sorted(glob.glob(root + "/sys/class/thermal/thermal_zone[0-9]*"))]
         self.throttle = glob.glob(root + "/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle/*_throttle_count")
         self.vcgencmd = shutil.which("vcgencmd")
+        bat = root + "/sys/class/power_supply/battery"
+        self.battery = bat if os.path.exists(bat + "/capacity") else None
+        # Jetson GPU: load (0..1000) under the GPU's platform device, frequency from its devfreq node.
+        loads = []
+        for pat in ("/sys/devices/gpu.0/load", "/sys/devices/platform/gpu.0/load", "/sys/devices/platform/*.ga10b/load",
+                    "/sys/devices/platform/*.gv11b/load", "/sys/devices/*.gp10b/load", "/sys/devices/*.gpu/load"):
+            loads += sorted(glob.glob(root + pat))
+        self.gpu_load = loads[0] if loads else None
+        self.gpu_freq = None
+        for d in sorted(glob.glob(root + "/sys/class/devfreq/*")):
+            if any(k in d.rsplit("/", 1)[1] for k in ("gpu", "gp10b", "gv11b", "ga10b", "gk20a", "gm20b")):
+                if os.path.exists(d + "/cur_freq"):
+                    self.gpu_freq = d + "/cur_freq"
+                    break
+        nvp = root + "/var/lib/nvpmodel/status"      # "pmode:0002 fmode:..." on JetPack
+        self.nvpmodel = nvp if os.path.exists(nvp) else None
         self.root = root
         self.power = discover(root)
         self._meters = {}
@@ -166,6 +182,34 @@ def context_snapshot(src=None):
                 snap["vcgencmd_throttled"] = int(out.strip().split("=")[1], 16)
         except Exception:
             pass
+    if src.battery:
+        b = src.battery
+        lvl = _num(b + "/capacity")
+        if lvl is not None:
+            snap["battery_pct"] = lvl
+        st = _read(b + "/status")
+        if st:
+            snap["battery_status"] = st
+            snap["charging"] = st.lower() == "charging"
+        t = _num(b + "/temp", 0.1)
+        if t is not None:
+            snap["battery_temp_c"] = t
+    if src.gpu_load:
+        g = _num(src.gpu_load, 0.1)
+        if g is not None:
+            snap["gpu_load_pct"] = g
+    if src.gpu_freq:
+        f = _num(src.gpu_freq, 1e-6)
+        if f is not None:
+            snap["gpu_freq_mhz"] = f
+    if src.nvpmodel:
+        st = _read(src.nvpmodel) or ""
+        for part in st.split():
+            if part.startswith("pmode:"):
+                try:
+                    snap["nvpmodel"] = int(part[6:])
+                except ValueError:
+                    pass
     cpu = _system_cpu_s()
     if cpu is not None:
         snap["system_cpu_busy_s"] = cpu
@@ -232,6 +276,106 @@ def _idle_and_run(src, req, run):
                  "idle_power_mw": idle_mw, "mean_power_mw": total / dur if dur > 0 else None,
                  "energy_above_idle_mj": total - idle_mw * dur})
     return out, info
+
+
+# ---------------------------------------------------------------- measurement hygiene
+
+def _write(path, value):
+    with open(path, "w") as f:
+        f.write(str(value))
+
+
+class Knobs(object):
+    """Settings pinned for a session (cpufreq governor, Jetson nvpmodel) and restored at its end,
+    also when the host goes away (the agent restores them when its stdin closes)."""
+
+    def __init__(self, src):
+        self.src = src
+        self.saved_governors = {}
+        self.saved_nvpmodel = None
+        self.applied = {}
+
+    def setup(self, req):
+        errors = []
+        gov = req.get("governor")
+        if gov:
+            if not self.src.cpufreq:
+                errors.append("governor: this device exposes no cpufreq (no /sys/devices/system/cpu/cpu*/cpufreq)")
+            for d in self.src.cpufreq:
+                path = d + "/scaling_governor"
+                avail = (_read(d + "/scaling_available_governors") or "").split()
+                if avail and gov not in avail:
+                    errors.append("%s: governor %r not available (%s)" % (path, gov, " ".join(avail)))
+                    continue
+                cur = _read(path)
+                try:
+                    _write(path, gov)
+                except (IOError, OSError) as e:
+                    errors.append("%s: cannot write (%s; pinning needs root)" % (path, e.strerror))
+                    continue
+                self.saved_governors.setdefault(path, cur)
+            if not errors:
+                self.applied["governor"] = gov
+        mode = req.get("nvpmodel")
+        if mode is not None:
+            exe = shutil.which("nvpmodel")
+            if exe is None:
+                errors.append("nvpmodel: not on PATH (not a Jetson?)")
+            else:
+                from harness.telemetry.parsers import ParseError, parse_nvpmodel
+                q = subprocess.run([exe, "-q"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30,
+                                   universal_newlines=True)
+                try:
+                    prev = parse_nvpmodel(q.stdout)[0].get("power_mode_id")
+                except ParseError as e:
+                    prev = None
+                    errors.append("nvpmodel -q: %s" % e)
+                m = subprocess.run([exe, "-m", str(int(mode))], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   timeout=60, universal_newlines=True)
+                if m.returncode != 0:
+                    errors.append("nvpmodel -m %d failed (exit %d): %s" % (int(mode), m.returncode,
+                                                                         m.stdout.strip()[-200:]))
+                else:
+                    if self.saved_nvpmodel is None:
+                        self.saved_nvpmodel = prev
+                    self.applied["nvpmodel"] = int(mode)
+        if errors:
+            self.restore()
+            return {"ok": False, "kind": "setup", "error": "; ".join(errors)}
+        return {"ok": True, "applied": dict(self.applied), "previous": {
+            "governor": dict(self.saved_governors), "nvpmodel": self.saved_nvpmodel}}
+
+    def restore(self):
+        errors = []
+        for path, value in self.saved_governors.items():
+            try:
+                if value:
+                    _write(path, value)
+            except (IOError, OSError) as e:
+                errors.append("%s: %s" % (path, e.strerror))
+        self.saved_governors = {}
+        if self.saved_nvpmodel is not None:
+            exe = shutil.which("nvpmodel")
+            if exe:
+                subprocess.run([exe, "-m", str(self.saved_nvpmodel)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=60)
+            self.saved_nvpmodel = None
+        self.applied = {}
+        return {"ok": not errors, "error": "; ".join(errors) or None}
+
+
+def cooldown(src, baseline, above_c, timeout_s=300.0, poll_s=0.5):
+    """Wait until every thermal zone is within ``above_c`` of its ``baseline`` temperature (or
+    ``timeout_s`` passed). Returns what happened, to be recorded with the job."""
+    t0 = time.monotonic()
+    while True:
+        temps = context_snapshot(src).get("temp_c", {})
+        over = max([temps[z] - baseline[z] for z in temps if z in baseline] or [0.0])
+        waited = time.monotonic() - t0
+        if over <= above_c or waited >= timeout_s:
+            return {"waited_s": waited, "reached": over <= above_c, "above_baseline_c": over,
+                    "limit_c": above_c, "zones": len(temps)}
+        time.sleep(poll_s)
 
 
 # ---------------------------------------------------------------- background load
@@ -315,7 +459,7 @@ def _inputs(interp, seed):
         interp.set_tensor(d["index"], x)
 
 
-def measure(rt, req, src=None):
+def measure(rt, req, src=None, knobs=None):
     """Load, first inference, warm-up until stable, then ``n_runs`` timed invokes (all kept)."""
     src = src or Sources()
     clock = time.perf_counter
@@ -328,11 +472,28 @@ def measure(rt, req, src=None):
     tol = float(wu.get("tolerance", 0.05))
     procs = []
     interp = None
+    cpus = None
     try:
         try:
             meter = src.meter(req.get("power_meter"))
         except MeterError as e:
             return {"ok": False, "kind": "meter", "error": str(e)}
+        hygiene = {}
+        cd = req.get("cooldown")
+        if cd:
+            hygiene["cooldown"] = cooldown(src, cd["baseline"], float(cd["above_c"]), float(cd.get("timeout_s", 300)))
+        cpus = req.get("cpus")
+        if cpus:
+            # Threads the interpreter creates inherit the agent's affinity.
+            old_affinity = os.sched_getaffinity(0)
+            try:
+                os.sched_setaffinity(0, set(int(c) for c in cpus))
+            except (OSError, ValueError) as e:
+                cpus = None
+                return {"ok": False, "kind": "setup", "error": "cpus %s: cannot pin (%s)" % (req["cpus"], e)}
+            hygiene["cpu_affinity"] = sorted(os.sched_getaffinity(0))
+        if knobs is not None and knobs.applied:
+            hygiene["pinned"] = dict(knobs.applied)
         before = context_snapshot(src)
         procs = start_background_load(req.get("background_load", 0))
         if procs:
@@ -391,9 +552,11 @@ def measure(rt, req, src=None):
             "load_ms": load_ms, "first_inference_ms": first_ms, "warmup_ms": warm,
             "warmup_stable": stable, "samples_ms": samples, "peak_rss_mb": rss, "rss_method": rss_method,
             "background": [{"pid": p.pid, "cpu": c} for p, c in procs],
-            "context_before": before, "context_after": after, "energy": energy,
+            "context_before": before, "context_after": after, "energy": energy, "hygiene": hygiene,
         }
     finally:
+        if cpus:
+            os.sched_setaffinity(0, old_affinity)
         stop_background_load(procs)
         del interp
 
@@ -411,6 +574,14 @@ def hello(rt, src=None):
 
 def serve(stdin, out, prefer=None):
     src = Sources()
+    knobs = Knobs(src)
+    try:
+        return _serve(stdin, out, prefer, src, knobs)
+    finally:
+        knobs.restore()   # pinned settings never outlive the session, however it ends
+
+
+def _serve(stdin, out, prefer, src, knobs):
     try:
         rt = load_runtime(prefer)
     except RuntimeError as e:
@@ -433,12 +604,16 @@ def serve(stdin, out, prefer=None):
                     return 0
                 if cmd == "context":
                     resp = {"ok": True, "context": context_snapshot(src)}
+                elif cmd == "setup":
+                    resp = knobs.setup(req)
+                elif cmd == "restore":
+                    resp = knobs.restore()
                 elif rt is None:
                     resp = {"ok": False, "kind": "runtime", "error": rt_error}
                 elif cmd == "hello":
                     resp = hello(rt, src)
                 elif cmd == "measure":
-                    resp = measure(rt, req, src)
+                    resp = measure(rt, req, src, knobs)
                 else:
                     resp = {"ok": False, "kind": "protocol", "error": "unknown command %r" % cmd}
             except Exception as e:

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from harness.errors import BadInput
+from harness.meters import TYPES as METER_TYPES
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
 TRANSPORTS = ("local", "ssh")
@@ -43,6 +44,12 @@ class Target:
     python: str = "python3"
     workdir: str = DEFAULT_WORKDIR
     provision: str | None = None  # a runtime to install into workdir/venv, or None
+    power_meter: dict | None = None   # {type: ..., ...}: see harness.meters; None = what the device exposes
+    # Measurement hygiene (all optional, all recorded with every job, pinned settings restored):
+    governor: str | None = None       # cpufreq governor for every CPU during the session
+    nvpmodel: int | None = None       # Jetson power mode during the session
+    cooldown_c: float | None = None   # before each job, wait until within this many deg C of the idle baseline
+    cpus: tuple[int, ...] | None = None   # pin the inference threads to these CPUs
 
 
 def _load_yaml(path: Path):
@@ -107,10 +114,10 @@ def load_inventory(path: str | Path | None, profiles_dir: Path = PROFILES_DIR) -
     for i, t in enumerate(doc["targets"]):
         w = f"{path}: targets[{i}]"
         _expect(isinstance(t, dict), w, "a mapping", t)
-        unknown = set(t) - {"name", "profile", "transport", "host", "user", "port", "identity_file", "python",
-                            "workdir", "provision"}
-        _expect(not unknown, f"{w}", "only name, profile, transport, host, user, port, identity_file, python, "
-                "workdir, provision", sorted(unknown))
+        known = ("name", "profile", "transport", "host", "user", "port", "identity_file", "python", "workdir",
+                 "provision", "power_meter", "governor", "nvpmodel", "cooldown_c", "cpus")
+        unknown = set(t) - set(known)
+        _expect(not unknown, f"{w}", "only " + ", ".join(known), sorted(unknown))
         name = t.get("name")
         _expect(isinstance(name, str) and name and all(ch.isalnum() or ch in "-_." for ch in name),
                 f"{w}.name", "a name of letters, digits, '-', '_', '.'", name)
@@ -132,9 +139,22 @@ def load_inventory(path: str | Path | None, profiles_dir: Path = PROFILES_DIR) -
             _expect(t.get(k) is None or isinstance(t[k], str), f"{w}.{k}", "a string", t.get(k))
         _expect(t.get("provision") in (None, "ai-edge-litert", "tflite-runtime"), f"{w}.provision",
                 "ai-edge-litert or tflite-runtime", t.get("provision"))
+        pm = t.get("power_meter")
+        _expect(pm is None or (isinstance(pm, dict) and pm.get("type") in METER_TYPES), f"{w}.power_meter.type",
+                "one of " + ", ".join(METER_TYPES), pm.get("type") if isinstance(pm, dict) else pm)
+        _expect(t.get("governor") is None or isinstance(t["governor"], str), f"{w}.governor",
+                "a cpufreq governor name (performance, userspace, ...)", t.get("governor"))
+        _expect(t.get("nvpmodel") is None or isinstance(t["nvpmodel"], int), f"{w}.nvpmodel", "a power mode id",
+                t.get("nvpmodel"))
+        cd = t.get("cooldown_c")
+        _expect(cd is None or (isinstance(cd, (int, float)) and cd > 0), f"{w}.cooldown_c", "degrees C > 0", cd)
+        cpus = t.get("cpus")
+        _expect(cpus is None or (isinstance(cpus, list) and cpus and all(isinstance(c, int) and c >= 0 for c in cpus)),
+                f"{w}.cpus", "a list of CPU numbers", cpus)
         default_py = sys.executable if tr == "local" else "python3"
         out.append(Target(name, prof, tr, t.get("host"), t.get("user"), port, t.get("identity_file"),
                           t.get("python") or default_py, t.get("workdir") or DEFAULT_WORKDIR + f"/{name}",
-                          t.get("provision")))
+                          t.get("provision"), pm, t.get("governor"), t.get("nvpmodel"),
+                          float(cd) if cd is not None else None, tuple(cpus) if cpus else None))
     _expect(bool(out), f"{path}: targets", "at least one target", [])
     return out

@@ -33,6 +33,10 @@ class RunSettings:
     connect_timeout_s: float = 10.0
 
 
+class SetupError(TransportError):
+    """Pinning asked for in the inventory could not be applied (needs root, no such knob)."""
+
+
 def make_transport(t: Target, s: RunSettings):
     if t.transport == "local":
         return LocalTransport()
@@ -50,6 +54,7 @@ class Session:
         self.info: dict = {}
         self._pushed: set[str] = set()
         self._seq = 0
+        self.baseline_c: dict = {}
 
     def open(self) -> dict:
         tr = self.transport
@@ -74,7 +79,30 @@ class Session:
             raise TransportError(f"{e}; agent log {log}: {self._log_tail(log)}") from None
         if not self.info.get("ok"):
             raise TransportError(f"agent on {self.target.name} cannot run: {self.info.get('error')}")
+        t = self.target
+        if t.governor or t.nvpmodel is not None:
+            r = self.request({"cmd": "setup", "governor": t.governor, "nvpmodel": t.nvpmodel}, timeout=120)
+            if not r.get("ok"):
+                raise SetupError(f"setup on {t.name} failed: {r.get('error')}")
+            self.info["pinned"] = r
+        if t.cooldown_c:
+            # The idle baseline: the temperatures when the session starts (after pinning).
+            ctx = self.request({"cmd": "context"}, timeout=60).get("context", {})
+            self.baseline_c = ctx.get("temp_c", {})
+            self.info["cooldown_baseline_c"] = self.baseline_c
         return self.info
+
+    def job_request(self, job: dict, model: str, warmup: dict | None) -> dict:
+        t = self.target
+        req = {"cmd": "measure", "model": model, "threads": job["threads"], "n_runs": job["n_runs"],
+               "background_load": job["background_load"], "warmup": warmup or {}}
+        if t.power_meter:
+            req["power_meter"] = t.power_meter
+        if t.cpus:
+            req["cpus"] = list(t.cpus)
+        if t.cooldown_c and self.baseline_c:
+            req["cooldown"] = {"baseline": self.baseline_c, "above_c": t.cooldown_c, "timeout_s": 300}
+        return req
 
     def _log_tail(self, log: str) -> str:
         try:
@@ -101,6 +129,11 @@ class Session:
         return remote
 
     def close(self, kill: bool = False) -> None:
+        if self.agent is not None and not kill and self.info.get("pinned"):
+            try:   # the agent also restores when its input closes; this says so in the log sooner
+                self.request({"cmd": "restore"}, timeout=60)
+            except (TransportError, ValueError):
+                pass
         if self.agent is not None:
             try:
                 self.agent.kill() if kill else self.agent.close()
@@ -133,9 +166,10 @@ class TargetWorker:
             except (TransportError, ValueError) as e:
                 s.close(kill=True)
                 last = str(e)
-                self.store.record_failure(self.cid, self.target.name, None, "connect", last)
+                self.store.record_failure(self.cid, self.target.name, None,
+                                          "setup" if isinstance(e, SetupError) else "connect", last)
                 self.progress(f"[{self.target.name}] connect failed ({last}); attempt {attempt + 1}")
-                if "refusing" in last:  # host key problems are not transient
+                if "refusing" in last or isinstance(e, SetupError):  # host keys, permissions: not transient
                     break
                 self._backoff(attempt)
         self.progress(f"[{self.target.name}] giving up: {last}")
@@ -182,9 +216,9 @@ class TargetWorker:
         started = time.time()
         try:
             remote = s.ensure_model(job["sha256"], job["path"])
-            req = {"cmd": "measure", "model": remote, "threads": job["threads"], "n_runs": job["n_runs"],
-                   "background_load": job["background_load"], "warmup": self.settings.warmup or {}}
-            res = s.request(req, timeout=self.settings.job_timeout_s)
+            req = s.job_request(job, remote, self.settings.warmup)
+            timeout = self.settings.job_timeout_s + (300 if "cooldown" in req else 0)
+            res = s.request(req, timeout=timeout)
         except RemoteTimeout as e:
             self.store.record_failure(self.cid, name, job, "timeout", str(e))
             return False
@@ -194,6 +228,6 @@ class TargetWorker:
         if res.get("ok"):
             self.store.record_result(job["id"], res, started, (self.target.profile.name, self.target.profile.power_model))
             return True
-        final = res.get("kind") in ("model", "meter")   # retrying will not fix the model or the meter
+        final = res.get("kind") in ("model", "meter", "setup")   # retrying will not fix these
         self.store.record_failure(self.cid, name, job, res.get("kind", "agent"), res.get("error", "?"), final=final)
         return final

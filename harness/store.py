@@ -63,7 +63,7 @@ EXPORT_COLUMNS = (
     "latency_ms_std", "latency_ms_min", "load_ms", "first_inference_ms", "warmup_runs", "warmup_stable",
     "peak_rss_mb", "energy_mj", "energy_source", "idle_power_mw", "throttled", "context_flags",
     "status", "error", "started_at", "macs",
-    "accuracy", "harness_version", "measured_by",
+    "accuracy", "harness_version", "measured_by", "pinned", "cpu_affinity", "cooldown_s",
 )
 
 
@@ -230,7 +230,7 @@ class Store:
                 "j.runtime_version, j.threads, j.background_load, j.load_ms, j.first_inference_ms, j.warmup_stable, "
                 "j.peak_rss_mb, j.energy_mj, j.energy_source, j.idle_power_mw, j.throttled, j.context_flags, "
                 "j.status, j.error, j.started_at, c.macs, "
-                "c.accuracy, k.harness_version, j.measured_by, j.latency_summary FROM jobs j "
+                "c.accuracy, k.harness_version, j.measured_by, j.latency_summary, j.result FROM jobs j "
                 "JOIN candidates c ON c.campaign_id=j.campaign_id AND c.candidate_id=j.candidate_id "
                 "JOIN targets t ON t.campaign_id=j.campaign_id AND t.name=j.target "
                 "JOIN campaigns k ON k.id=j.campaign_id WHERE j.campaign_id=? ORDER BY j.id", (cid,))
@@ -256,6 +256,10 @@ class Store:
             row["latency_ms_mean"] = float(s.mean()) if have else None
             row["latency_ms_std"] = float(s.std(ddof=1)) if len(s) > 1 else None
             row["latency_ms_min"] = float(s.min()) if have else None
+            hy = (json.loads(j["result"]) if j["result"] else {}).get("hygiene") or {}
+            row["pinned"] = ",".join(f"{k}={v}" for k, v in sorted(hy.get("pinned", {}).items())) or None
+            row["cpu_affinity"] = ",".join(map(str, hy["cpu_affinity"])) if "cpu_affinity" in hy else None
+            row["cooldown_s"] = hy["cooldown"]["waited_s"] if "cooldown" in hy else None
             if not have and j["latency_summary"]:
                 # Imported from a tool that printed statistics only: take what it printed, and
                 # leave what it did not (an older benchmark_model prints no median) empty.
@@ -304,7 +308,7 @@ class Store:
         types = {"threads": pa.int32(), "background_load": pa.int32(), "n_runs": pa.int32(),
                  "warmup_runs": pa.int32(), "macs": pa.int64(), "warmup_stable": pa.bool_(), "throttled": pa.bool_(),
                  "started_at": pa.float64(), "accuracy": pa.float64(), "energy_mj": pa.float64(),
-                 "idle_power_mw": pa.float64()}
+                 "idle_power_mw": pa.float64(), "cooldown_s": pa.float64()}
         fields = [pa.field(c, types.get(c, pa.float64() if ("_ms" in c or c.endswith("_mb")) else pa.string()))
                   for c in EXPORT_COLUMNS]
         schema = pa.schema(fields, metadata={"schema_version": str(SCHEMA_VERSION), "harness_version": __version__})
