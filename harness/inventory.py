@@ -87,6 +87,20 @@ def load_profile(name: str, profiles_dir: Path = PROFILES_DIR) -> Profile:
         _expect(isinstance(c, dict) and isinstance(c.get("name"), str), f"{w}.name", "a string", c)
         _expect(isinstance(c.get("cores"), list) and all(isinstance(x, int) for x in c["cores"]),
                 f"{w}.cores", "a list of CPU numbers", c.get("cores"))
+        apc = c.get("active_w_per_core")
+        _expect(apc is None or (isinstance(apc, (int, float)) and apc >= 0), f"{w}.active_w_per_core",
+                "a number of watts >= 0", apc)
+    sensors = doc.get("sensors")
+    _expect(isinstance(sensors, dict) and sensors, f"{path}: sensors", "a mapping of sensor name -> {path or "
+            "command, unit}", sensors)
+    for k, v in sensors.items():
+        _expect(isinstance(v, dict) and ("path" in v or "command" in v), f"{path}: sensors.{k}",
+                "a mapping with 'path' or 'command'", v)
+        _expect(isinstance(v.get("unit"), str) and v["unit"], f"{path}: sensors.{k}.unit", "the unit it reports in",
+                v.get("unit"))
+    knobs = doc.get("knobs", {})
+    _expect(isinstance(knobs, dict) and all(isinstance(v, dict) for v in knobs.values()), f"{path}: knobs",
+            "a mapping of knob name -> {path or command, ...}", knobs)
     pm = doc.get("power_model")
     _expect(isinstance(pm, dict), f"{path}: power_model", "a mapping", pm)
     for k in ("idle_w", "active_w_per_core"):

@@ -42,6 +42,11 @@ def test_valid_inventory(tmp_path):
      "transport: local}\n", r"targets\[1\]\.name: expected a unique name"),
     ("targets:\n  - {name: 'a b', profile: x86-linux, transport: local}\n", r"targets\[0\]\.name: expected a name"),
     ("targets:\n  - {name: a, profile: x86-linux, transport: local, colour: red}\n", r"got \['colour'\]"),
+    ("targets:\n  - {name: a, profile: x86-linux, transport: local, power_meter: {type: fluke}}\n",
+     r"targets\[0\]\.power_meter\.type: expected one of ina3221, .*um25c.*, got 'fluke'"),
+    ("targets:\n  - {name: a, profile: x86-linux, transport: local, cpus: [a]}\n", r"targets\[0\]\.cpus: expected a list"),
+    ("targets:\n  - {name: a, profile: x86-linux, transport: local, cooldown_c: -1}\n", r"cooldown_c: expected degrees"),
+    ("targets:\n  - {name: a, profile: x86-linux, transport: local, nvpmodel: MAXN}\n", r"nvpmodel: expected a power mode id"),
 ])
 def test_bad_inventory_is_one_line_naming_file_and_field(tmp_path, text, message):
     with pytest.raises(BadInput, match=message) as e:
@@ -50,10 +55,21 @@ def test_bad_inventory_is_one_line_naming_file_and_field(tmp_path, text, message
 
 
 def test_every_shipped_profile_validates():
-    names = [p.stem for p in PROFILES.glob("*.yaml")]
-    assert "x86-linux" in names and len(names) >= 5
+    names = {p.stem for p in PROFILES.glob("*.yaml")}
+    assert names >= {"raspberry-pi-4", "raspberry-pi-5", "jetson-nano", "jetson-tx2", "jetson-xavier-nx",
+                      "jetson-agx-orin", "jetson-orin-nano", "android-termux", "android-adb", "x86-linux"}
     for n in names:
-        assert load_profile(n).power_model["idle_w"] >= 0
+        p = load_profile(n)
+        assert p.power_model["idle_w"] >= 0 and p.power_model["source"]
+        assert "power" in p.facts["sensors"] and all("unit" in v for v in p.facts["sensors"].values())
+    assert load_profile("jetson-agx-orin").facts["knobs"]["nvpmodel"]["modes"][0] == "MAXN"
+
+
+def test_profile_sensor_without_unit(tmp_path):
+    (tmp_path / "p.yaml").write_text("name: p\nos: linux\ncpu: {clusters: [{name: a, cores: [0]}]}\n"
+                                     "sensors: {power: {path: /sys/x}}\npower_model: {idle_w: 1, active_w_per_core: 1}\n")
+    with pytest.raises(BadInput, match=r"p.yaml: sensors.power.unit: expected the unit it reports in, got None"):
+        load_profile("p", tmp_path)
 
 
 def test_bad_profile(tmp_path):
