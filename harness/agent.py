@@ -25,9 +25,9 @@ RUNTIMES = ("tflite_runtime", "ai_edge_litert", "tensorflow")
 
 if __name__ == "__main__" and not __package__:
     # Run as a plain script from a checkout: make the harness package importable. (Deployed, the
-    # agent runs from a zip bundle that holds harness/agent.py, harness/meters and the parsers.)
+    # agent runs from a zip bundle that holds harness/agent.py, harness/telemetry/meters and the parsers.)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness.meters import MeterError, PowerSampler, discover, open_meter, read_num, read_text  # noqa: E402
+from harness.telemetry.meters import MeterError, PowerSampler, discover, open_meter, read_num, read_text  # noqa: E402
 
 # A busy loop that exits by itself when its parent (the agent, whose pid is argv[1]) is gone,
 # even if the agent died before this child got to look.

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-FILES = ("__init__.py", "agent.py", "meters/*.py", "telemetry/__init__.py", "telemetry/parsers.py")
+FILES = ("__init__.py", "agent.py", "telemetry/__init__.py", "telemetry/parsers.py", "telemetry/meters/*.py")
 MAIN = b"import sys\nfrom harness.agent import main\nsys.exit(main())\n"
 
 

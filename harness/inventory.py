@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from harness.errors import BadInput
-from harness.meters import TYPES as METER_TYPES
+from harness.telemetry.meters import TYPES as METER_TYPES
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
 TRANSPORTS = ("local", "ssh")
@@ -44,7 +44,7 @@ class Target:
     python: str = "python3"
     workdir: str = DEFAULT_WORKDIR
     provision: str | None = None  # a runtime to install into workdir/venv, or None
-    power_meter: dict | None = None   # {type: ..., ...}: see harness.meters; None = what the device exposes
+    power_meter: dict | None = None   # {type: ..., ...}: see harness.telemetry.meters; None = what the device exposes
     # Measurement hygiene (all optional, all recorded with every job, pinned settings restored):
     governor: str | None = None       # cpufreq governor for every CPU during the session
     nvpmodel: int | None = None       # Jetson power mode during the session

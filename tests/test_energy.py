@@ -16,8 +16,8 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from harness import meters
 from harness.collect import main
+from harness.telemetry import meters
 from tests.conftest import make_zoo
 
 P0, P1, PERIOD, VOLT = 4000.0, 2500.0, 0.37, 5000.0   # mW = P0 + P1 sin(2 pi t / PERIOD), at 5 V

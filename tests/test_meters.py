@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import meters
-from harness.meters import ina2xx, usb_meter
-from harness.meters.base import MeterError, PowerSampler
+from harness.telemetry import meters
+from harness.telemetry.meters import ina2xx, usb_meter
+from harness.telemetry.meters.base import MeterError, PowerSampler
 
 FIX = Path(__file__).parent / "fixtures" / "device-output"
 

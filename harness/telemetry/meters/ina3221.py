@@ -6,7 +6,7 @@ label says module-only."""
 import glob
 import os
 
-from harness.meters.base import SysfsPower, read_text
+from harness.telemetry.meters.base import SysfsPower, read_text
 
 BOARD_RAILS = ("VDD_IN", "POM_5V_IN")
 

@@ -10,7 +10,7 @@ INA226: 0x01 shunt voltage (signed, 2.5 uV/LSB), 0x02 bus voltage (1.25 mV/LSB).
 import glob
 import os
 
-from harness.meters.base import MeterError, PowerMeter, read_num, read_text
+from harness.telemetry.meters.base import MeterError, PowerMeter, read_num, read_text
 
 I2C_SLAVE = 0x0703
 CHIPS = ("ina219", "ina226", "ina260")

@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 
-from harness.meters.base import MeterError, PowerMeter
+from harness.telemetry.meters.base import MeterError, PowerMeter
 from harness.telemetry.parsers import ParseError, parse_tegrastats_line
 
 

@@ -6,7 +6,7 @@ block. Not exercised by the test suite (no Monsoon here): only the missing-packa
 import threading
 import time
 
-from harness.meters.base import MeterError, PowerMeter
+from harness.telemetry.meters.base import MeterError, PowerMeter
 
 
 class Monsoon(PowerMeter):

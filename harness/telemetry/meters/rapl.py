@@ -3,7 +3,7 @@ uJ that wrap at max_energy_range_uj; readable by root only on most kernels."""
 
 import glob
 
-from harness.meters.base import PowerMeter, read_num
+from harness.telemetry.meters.base import PowerMeter, read_num
 
 
 class RaplEnergy(PowerMeter):

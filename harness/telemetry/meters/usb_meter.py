@@ -10,7 +10,7 @@ import select
 import struct
 import time
 
-from harness.meters.base import MeterError, PowerMeter
+from harness.telemetry.meters.base import MeterError, PowerMeter
 
 MODELS = {"um24c": (0x0963, 10.0, 1.0), "um25c": (0x09C9, 1.0, 0.1), "um34c": (0x0D4C, 10.0, 1.0)}
 RECORD = 130

@@ -6,7 +6,7 @@ of firmware time, so the meter is sampled at most at 20 Hz."""
 import shutil
 import subprocess
 
-from harness.meters.base import MeterError, PowerMeter
+from harness.telemetry.meters.base import MeterError, PowerMeter
 from harness.telemetry.parsers import ParseError, parse_pmic_read_adc
 
 

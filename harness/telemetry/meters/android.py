@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 
-from harness.meters.base import MeterError, PowerMeter, SysfsPower, read_num
+from harness.telemetry.meters.base import MeterError, PowerMeter, SysfsPower, read_num
 
 BATTERY = "/sys/class/power_supply/battery"
 

@@ -14,8 +14,8 @@ inventory names, external meters included:
     {type: monsoon, voltage_v: 4.0}
 """
 
-from harness.meters import android, ina2xx, ina3221, pi5_pmic, rapl, tegrastats, usb_meter
-from harness.meters.base import MeterError, PowerMeter, PowerSampler, SysfsPower, read_num, read_text
+from harness.telemetry.meters import android, ina2xx, ina3221, pi5_pmic, rapl, tegrastats, usb_meter
+from harness.telemetry.meters.base import MeterError, PowerMeter, PowerSampler, SysfsPower, read_num, read_text
 
 __all__ = ["MeterError", "PowerMeter", "PowerSampler", "SysfsPower", "read_num", "read_text", "discover",
            "open_meter", "TYPES"]
@@ -68,7 +68,7 @@ def open_meter(spec, root=""):
             raise MeterError("power_meter.port: %s needs its serial port (e.g. /dev/rfcomm0)" % t)
         return usb_meter.UsbMeter(t, spec["port"])
     else:
-        from harness.meters.monsoon import Monsoon
+        from harness.telemetry.meters.monsoon import Monsoon
         return Monsoon(spec.get("voltage_v", 4.0), spec.get("serial"))
     if m is None:
         raise MeterError("power_meter %s: not found or not readable on this device" % t)
