@@ -229,6 +229,23 @@ def context_snapshot(src=None):
 
 # ---------------------------------------------------------------- power and energy
 
+def power_reading(meter):
+    """One reading of ``meter`` for a context trace: power_mw, or a cumulative energy counter
+    (energy_counter_mj; the recorder turns counter deltas into power)."""
+    if meter is None:
+        return {}
+    out = {"power_source": meter.name}
+    if meter.kind == "energy":
+        v = meter.read_uj()
+        if v is not None:
+            out["energy_counter_mj"] = sum(v) / 1e3
+    else:
+        v = meter.read()
+        if v is not None:
+            out["power_mw"] = v
+    return out
+
+
 def _idle_and_run(src, req, run):
     """Measure idle power for ``idle_s`` just before ``run(min_s)`` (the timed loop, which keeps
     invoking until ``min_s`` have passed and returns (its result, inferences run)), then energy over
@@ -582,6 +599,14 @@ def serve(stdin, out, prefer=None):
 
 
 def _serve(stdin, out, prefer, src, knobs):
+    held = []   # background load started by a "load" request
+    try:
+        return _serve_loop(stdin, out, prefer, src, knobs, held)
+    finally:
+        stop_background_load(held)
+
+
+def _serve_loop(stdin, out, prefer, src, knobs, held):
     try:
         rt = load_runtime(prefer)
     except RuntimeError as e:
@@ -604,6 +629,13 @@ def _serve(stdin, out, prefer, src, knobs):
                     return 0
                 if cmd == "context":
                     resp = {"ok": True, "context": context_snapshot(src)}
+                    if req.get("power"):
+                        resp["context"].update(power_reading(src.meter(req.get("power_meter"))))
+                elif cmd == "load":
+                    # Background load for a recording: replace what runs with ``n`` busy processes.
+                    stop_background_load(held)
+                    held[:] = start_background_load(int(req.get("n", 0)))
+                    resp = {"ok": True, "pids": [p.pid for p, _ in held]}
                 elif cmd == "setup":
                     resp = knobs.setup(req)
                 elif cmd == "restore":

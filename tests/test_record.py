@@ -1,0 +1,113 @@
+"""python -m harness.record on the local target and on a loopback SSH target (a real sshd)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.record import main
+from tests.sshd import SSHD, keygen, make_server
+
+
+def read_trace(path: Path) -> tuple[list[dict], dict]:
+    rows = list(csv.DictReader(path.open()))
+    return rows, json.loads(path.with_name(path.name + ".manifest.json").read_text())
+
+
+def check_canonical(rows: list[dict], man: dict, period: float) -> None:
+    assert man["schema_version"] == 1 and man["kind"] == "context-trace" and man["complete"] is True
+    assert list(rows[0])[0] == "t_s" and man["columns"] == list(rows[0]) and man["rows"] == len(rows)
+    assert set(man["units"]) == set(man["columns"])
+    t = [float(r["t_s"]) for r in rows]
+    assert t[0] == 0.0 and all(b > a for a, b in zip(t, t[1:]))
+    gaps = sorted(b - a for a, b in zip(t, t[1:]))
+    assert abs(gaps[len(gaps) // 2] - period) < 0.05          # median spacing is the period
+
+
+@pytest.fixture
+def device(tmp_path, monkeypatch):
+    """A sysfs tree with a CPU frequency, a thermal zone, a battery and an INA3221 board rail."""
+    root = tmp_path / "root"
+    f = root / "sys/devices/system/cpu/cpu0/cpufreq"
+    f.mkdir(parents=True)
+    (f / "scaling_cur_freq").write_text("1500000\n")
+    z = root / "sys/class/thermal/thermal_zone0"
+    z.mkdir(parents=True)
+    (z / "type").write_text("soc\n")
+    (z / "temp").write_text("47500\n")
+    b = root / "sys/class/power_supply/battery"
+    b.mkdir(parents=True)
+    for k, v in (("capacity", "76"), ("status", "Discharging"), ("temp", "301")):
+        (b / k).write_text(v + "\n")
+    h = root / "sys/class/hwmon/hwmon1"
+    h.mkdir(parents=True)
+    for k, v in (("name", "ina3221"), ("in1_label", "VDD_IN"), ("in1_input", "5000"), ("curr1_input", "1000")):
+        (h / k).write_text(v + "\n")
+    monkeypatch.setenv("EDGE_AGENT_SYSFS_ROOT", str(root))
+    return root
+
+
+def test_record_local_with_workload(tmp_path, device, capsys):
+    out = tmp_path / "traces" / "local.csv"
+    assert main(["--duration", "2.4", "--period", "0.2", "--load", "2", "--load-start", "1.2", "--out", str(out)]) == 0
+    rows, man = read_trace(out)
+    check_canonical(rows, man, 0.2)
+    assert man["target"] == "local" and man["profile"] == "x86-linux" and man["period_s"] == 0.2
+    assert man["power_source"] == "sensor:ina3221-hwmon:VDD_IN" and man["workload"]["background_load"] == 2
+    r = rows[-1]
+    assert float(r["power_mw"]) == 5000 and float(r["temp_c_max"]) == 47.5 and float(r["cpu_freq_mhz_mean"]) == 1500
+    assert float(r["battery_pct"]) == 76 and r["charging"] == "0" and float(r["battery_temp_c"]) == pytest.approx(30.1)
+    assert rows[0]["cpu_load_pct"] == ""                       # no previous sample: no rate, not 0
+    assert man["units"]["power_mw"].startswith("mW") and man["units"]["temp_c_max"].startswith("deg C")
+    before = [float(r["cpu_load_pct"]) for r in rows[1:] if float(r["t_s"]) < 1.1]
+    during = [float(r["cpu_load_pct"]) for r in rows if float(r["t_s"]) > 1.5]
+    assert {r["background_load"] for r in rows} == {"0", "2"}
+    assert min(during) > max(before) + 30                       # the workload shows in the trace
+    assert "-> " + str(out) in capsys.readouterr().out
+
+
+def test_record_bad_arguments(tmp_path, capsys):
+    assert main(["--duration", "1", "--period", "0", "--out", str(tmp_path / "x.csv")]) == 2
+    assert main(["--target", "pi", "--duration", "1", "--period", "1", "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --duration and --period: expected seconds > 0, got 1.0 and 0.0",
+                   "error: --target: no target named 'pi' (known: local)"]
+
+
+@pytest.mark.skipif(not Path(SSHD).exists(), reason="needs openssh-server (.ci/run installs it)")
+def test_record_over_loopback_ssh_and_a_dropped_connection(tmp_path, capsys):
+    key = keygen(tmp_path / "user_ed25519")
+    srv = make_server(tmp_path / "srv", "127.0.0.6", key).start()
+    kh = tmp_path / "known_hosts"
+    kh.write_text(srv.known_hosts_line())
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("targets:\n  - name: board\n    profile: raspberry-pi-4\n    transport: ssh\n"
+                   f"    host: {srv.addr}\n    port: {srv.port}\n    user: {os.environ.get('USER') or 'root'}\n"
+                   f"    identity_file: {key}\n    python: {sys.executable}\n    workdir: {tmp_path / 'wd'}\n")
+    args = ["-i", str(inv), "--target", "board", "--known-hosts", str(kh), "--ssh-config", str(tmp_path / "none")]
+    try:
+        out = tmp_path / "ssh.csv"
+        assert main(args + ["--duration", "1.5", "--period", "0.25", "--out", str(out)]) == 0
+        rows, man = read_trace(out)
+        check_canonical(rows, man, 0.25)
+        assert man["transport"] == "ssh" and man["host"] == "127.0.0.6" and man["profile"] == "raspberry-pi-4"
+        assert "cpu_load_pct" in man["columns"] and "mem_available_mb" in man["columns"]
+        # The server goes away mid-recording: the rows so far stay, the manifest says what happened.
+        out2 = tmp_path / "dropped.csv"
+        threading.Timer(1.5, srv.kill_all).start()
+        t0 = time.monotonic()
+        assert main(args + ["--duration", "30", "--period", "0.2", "--out", str(out2)]) == 1
+        assert time.monotonic() - t0 < 20
+        rows, man = read_trace(out2)
+        assert man["complete"] is False and man["error"] and man["rows"] == len(rows) >= 3
+        err = capsys.readouterr().err
+        assert f"error: {out2}: recording stopped after {len(rows)} rows" in err and "rows so far are kept" in err
+    finally:
+        srv.kill_all()
