@@ -111,3 +111,13 @@ def test_record_over_loopback_ssh_and_a_dropped_connection(tmp_path, capsys):
         assert f"error: {out2}: recording stopped after {len(rows)} rows" in err and "rows so far are kept" in err
     finally:
         srv.kill_all()
+
+
+def test_shipped_traces_are_canonical():
+    traces = Path(__file__).resolve().parent.parent / "traces"
+    files = sorted(traces.glob("*.csv"))
+    assert len(files) >= 2
+    for f in files:
+        rows, man = read_trace(f)
+        check_canonical(rows, man, man["period_s"])
+        assert man["target"] == "local" and man["file"] == f.name
