@@ -1,12 +1,14 @@
-"""On-device agent: the one file that runs ON the target.
+"""On-device agent: what runs ON the target, deployed as one zip (harness.bundle) together with
+the power meters (harness/telemetry/meters) and the tool-output parsers it uses.
 
 Stdlib + NumPy + a TFLite runtime (tflite_runtime, ai_edge_litert or tensorflow.lite, the first
 that imports). Python 3.7 compatible. Speaks JSON lines: one request per line on stdin, one
-response per line on stdout. Exits when stdin closes; background-load processes it started are
-stopped on every path out (and stop themselves if the agent is killed).
+response per line on stdout (hello, measure, context, setup, restore, load, bye). Exits when
+stdin closes; background-load processes it started are stopped, pinned settings restored and
+meters closed on every path out (busy children also stop themselves if the agent is killed).
 
-    python3 agent.py [--log FILE]         # serve requests; stderr (runtime chatter) to FILE
-    python3 agent.py --provision DIR      # create DIR/venv with NumPy and a TFLite runtime
+    python3 agent-<sha>.pyz [--log FILE]   # serve requests; stderr (runtime chatter) to FILE
+    python3 agent-<sha>.pyz --provision DIR  # create DIR/venv with NumPy and a TFLite runtime
 """
 
 import glob
@@ -134,6 +136,15 @@ class Sources(object):
         if key not in self._meters:
             self._meters[key] = open_meter(spec, self.root)
         return self._meters[key]
+
+    def close(self):
+        """Stop what the meters hold (a tegrastats process, a tty, an I2C handle)."""
+        for m in [self.power] + list(self._meters.values()):
+            if m is not None:
+                try:
+                    m.close()
+                except Exception:
+                    pass
 
 
 def context_snapshot(src=None):
@@ -596,6 +607,7 @@ def serve(stdin, out, prefer=None):
         return _serve(stdin, out, prefer, src, knobs)
     finally:
         knobs.restore()   # pinned settings never outlive the session, however it ends
+        src.close()
 
 
 def _serve(stdin, out, prefer, src, knobs):
