@@ -73,16 +73,12 @@ def load_runtime(prefer=None):
 
 # ---------------------------------------------------------------- context snapshot
 
-_read = read_text
-_num = read_num
-
-
 _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _system_cpu_s():
     """CPU-seconds all CPUs have been busy since boot (/proc/stat), or None."""
-    line = (_read("/proc/stat") or "").split("\n", 1)[0].split()
+    line = (read_text("/proc/stat") or "").split("\n", 1)[0].split()
     if not line or line[0] != "cpu":
         return None
     v = [int(x) for x in line[1:]]
@@ -90,7 +86,7 @@ def _system_cpu_s():
 
 
 def _proc_cpu_s(pid):
-    st = _read("/proc/%d/stat" % pid)
+    st = read_text("/proc/%d/stat" % pid)
     if not st:
         return 0.0
     f = st.rsplit(")", 1)[1].split()
@@ -104,7 +100,7 @@ class Sources(object):
         # EDGE_AGENT_SYSFS_ROOT prefixes every sysfs path: tests point it at a tree they write.
         root = os.environ.get("EDGE_AGENT_SYSFS_ROOT", "") if root is None else root
         self.cpufreq = sorted(glob.glob(root + "/sys/devices/system/cpu/cpu[0-9]*/cpufreq"))
-        self.zones = [(z, (_read(z + "/type") or z.split("/")[-1]) + ":" + z.split("zone")[-1])
+        self.zones = [(z, (read_text(z + "/type") or z.split("/")[-1]) + ":" + z.split("zone")[-1])
                       for z in sorted(glob.glob(root + "/sys/class/thermal/thermal_zone[0-9]*"))]
         self.throttle = glob.glob(root + "/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle/*_throttle_count")
         self.vcgencmd = shutil.which("vcgencmd")
@@ -154,13 +150,13 @@ def context_snapshot(src=None):
     freqs, govs, maxf = {}, {}, {}
     for d in src.cpufreq:
         cpu = d.split("/")[-2]
-        f = _num(d + "/scaling_cur_freq", 1e-3)
+        f = read_num(d + "/scaling_cur_freq", 1e-3)
         if f is not None:
             freqs[cpu] = f
-        g = _read(d + "/scaling_governor")
+        g = read_text(d + "/scaling_governor")
         if g:
             govs[cpu] = g
-        m = _num(d + "/scaling_max_freq", 1e-3)
+        m = read_num(d + "/scaling_max_freq", 1e-3)
         if m is not None:
             maxf[cpu] = m
     if freqs:
@@ -171,7 +167,7 @@ def context_snapshot(src=None):
         snap["cpu_max_freq_mhz"] = maxf
     temps = {}
     for z, name in src.zones:
-        t = _num(z + "/temp", 1e-3)
+        t = read_num(z + "/temp", 1e-3)
         if t is not None:
             temps[name] = t
     if temps:
@@ -179,7 +175,7 @@ def context_snapshot(src=None):
     thr = 0
     seen = False
     for p in src.throttle:
-        v = _num(p)
+        v = read_num(p)
         if v is not None:
             thr += int(v)
             seen = True
@@ -195,26 +191,26 @@ def context_snapshot(src=None):
             pass
     if src.battery:
         b = src.battery
-        lvl = _num(b + "/capacity")
+        lvl = read_num(b + "/capacity")
         if lvl is not None:
             snap["battery_pct"] = lvl
-        st = _read(b + "/status")
+        st = read_text(b + "/status")
         if st:
             snap["battery_status"] = st
             snap["charging"] = st.lower() == "charging"
-        t = _num(b + "/temp", 0.1)
+        t = read_num(b + "/temp", 0.1)
         if t is not None:
             snap["battery_temp_c"] = t
     if src.gpu_load:
-        g = _num(src.gpu_load, 0.1)
+        g = read_num(src.gpu_load, 0.1)
         if g is not None:
             snap["gpu_load_pct"] = g
     if src.gpu_freq:
-        f = _num(src.gpu_freq, 1e-6)
+        f = read_num(src.gpu_freq, 1e-6)
         if f is not None:
             snap["gpu_freq_mhz"] = f
     if src.nvpmodel:
-        st = _read(src.nvpmodel) or ""
+        st = read_text(src.nvpmodel) or ""
         for part in st.split():
             if part.startswith("pmode:"):
                 try:
@@ -230,7 +226,7 @@ def context_snapshot(src=None):
         snap["loadavg"] = list(os.getloadavg())
     except OSError:
         pass
-    mem = _read("/proc/meminfo")
+    mem = read_text("/proc/meminfo")
     if mem:
         for line in mem.splitlines():
             if line.startswith("MemAvailable:"):
@@ -331,11 +327,11 @@ class Knobs(object):
                 errors.append("governor: this device exposes no cpufreq (no /sys/devices/system/cpu/cpu*/cpufreq)")
             for d in self.src.cpufreq:
                 path = d + "/scaling_governor"
-                avail = (_read(d + "/scaling_available_governors") or "").split()
+                avail = (read_text(d + "/scaling_available_governors") or "").split()
                 if avail and gov not in avail:
                     errors.append("%s: governor %r not available (%s)" % (path, gov, " ".join(avail)))
                     continue
-                cur = _read(path)
+                cur = read_text(path)
                 try:
                     _write(path, gov)
                 except (IOError, OSError) as e:
@@ -461,7 +457,7 @@ def _reset_peak_rss():
 
 def _peak_rss_mb(reset_ok):
     if reset_ok:
-        st = _read("/proc/self/status") or ""
+        st = read_text("/proc/self/status") or ""
         for line in st.splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024.0, "VmHWM since model load"

@@ -54,11 +54,10 @@ def row_of(ctx: dict, prev: dict | None, t0: float, n_cpus: int, load: int) -> d
         r["cpu_freq_mhz_min"] = min(f.values())
     if ctx.get("temp_c"):
         r["temp_c_max"] = max(ctx["temp_c"].values())
-    for k, col in (("mem_available_mb", "mem_available_mb"), ("battery_pct", "battery_pct"),
-                   ("battery_temp_c", "battery_temp_c"), ("gpu_load_pct", "gpu_load_pct"),
-                   ("gpu_freq_mhz", "gpu_freq_mhz"), ("nvpmodel", "nvpmodel"), ("power_mw", "power_mw")):
+    for k in ("mem_available_mb", "battery_pct", "battery_temp_c", "gpu_load_pct", "gpu_freq_mhz", "nvpmodel",
+              "power_mw"):   # snapshot keys that are canonical columns already
         if k in ctx:
-            r[col] = round(ctx[k], 3) if isinstance(ctx[k], float) else ctx[k]
+            r[k] = round(ctx[k], 3) if isinstance(ctx[k], float) else ctx[k]
     if "charging" in ctx:
         r["charging"] = int(bool(ctx["charging"]))
     if ctx.get("loadavg"):
@@ -216,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.target not in targets:
             raise BadInput(f"--target: no target named {args.target!r} (known: {', '.join(sorted(targets))})")
         settings = RunSettings(known_hosts=args.known_hosts, ssh_config=args.ssh_config,
-                               trust_new_hosts=args.trust_new_hosts, retries=0)
+                               trust_new_hosts=args.trust_new_hosts)
         m = record(targets[args.target], args.duration, args.period, args.out, settings, args.load, args.load_start,
                    args.load_stop, not args.no_power)
     except HarnessError as e:

@@ -217,7 +217,7 @@ class TargetWorker:
         try:
             remote = s.ensure_model(job["sha256"], job["path"])
             req = s.job_request(job, remote, self.settings.warmup)
-            timeout = self.settings.job_timeout_s + (300 if "cooldown" in req else 0)
+            timeout = self.settings.job_timeout_s + req.get("cooldown", {}).get("timeout_s", 0)   # the wait is not the job
             res = s.request(req, timeout=timeout)
         except RemoteTimeout as e:
             self.store.record_failure(self.cid, name, job, "timeout", str(e))

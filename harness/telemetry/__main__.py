@@ -91,7 +91,7 @@ def import_benchmark(path: Path, model: Path, target: str, profile: str, threads
                 if f"inference_{k}_us" in r:
                     summary[k] = r[f"inference_{k}_us"] / 1e3
             fields = {"runtime": "benchmark_model", "runtime_version": runtime_version or "unknown",
-                      "load_ms": r.get("init_us", 0) / 1e3 if "init_us" in r else None,
+                      "load_ms": r["init_us"] / 1e3 if "init_us" in r else None,
                       "first_inference_ms": r["first_inference_us"] / 1e3 if "first_inference_us" in r else None,
                       "peak_rss_mb": r.get("peak_memory_mb"),
                       "rss_method": "benchmark_model peak memory footprint" if "peak_memory_mb" in r else None}

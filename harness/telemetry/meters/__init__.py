@@ -27,7 +27,7 @@ TYPES = ("ina3221", "rapl", "android-battery", "termux", "pi5-pmic", "tegrastats
 def discover(root=""):
     """The best power source this device exposes, or None. ``root`` prefixes every sysfs path
     (tests point it at a tree they write). Tools are only tried on a real root."""
-    m = ina3221.discover_hwmon(root) or ina3221.discover_iio(root)
+    m = ina3221.discover(root)
     if m:
         return m
     if not root:
@@ -50,7 +50,7 @@ def open_meter(spec, root=""):
     if t not in TYPES:
         raise MeterError("power_meter.type: expected one of %s, got %r" % (", ".join(TYPES), t))
     if t == "ina3221":
-        m = ina3221.discover_hwmon(root) or ina3221.discover_iio(root)
+        m = ina3221.discover(root)
     elif t == "rapl":
         m = rapl.discover(root)
     elif t == "android-battery":

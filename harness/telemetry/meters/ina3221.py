@@ -7,8 +7,7 @@ import glob
 import os
 
 from harness.telemetry.meters.base import SysfsPower, read_text
-
-BOARD_RAILS = ("VDD_IN", "POM_5V_IN")
+from harness.telemetry.parsers import BOARD_RAILS
 
 
 def rails_to_meter(kind, rails):
@@ -33,6 +32,11 @@ def discover_hwmon(root=""):
                 if label and os.path.exists(d + "/curr%s_input" % k):
                     rails.setdefault(label, (1e-3, d + "/in%s_input" % k, d + "/curr%s_input" % k))
     return rails_to_meter("ina3221-hwmon", rails)
+
+
+def discover(root=""):
+    """hwmon (JetPack 5+) first, then IIO (JetPack 4)."""
+    return discover_hwmon(root) or discover_iio(root)
 
 
 def discover_iio(root=""):
