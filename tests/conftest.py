@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,24 @@ import pytest
 from harness.zoo.manifest import BUNDLED, load_manifest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def write_tree(root: Path, files: dict[str, str]) -> Path:
+    """Write a sysfs-like tree under ``root``: {relative path: content}; each file gets a newline."""
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(f"{text}\n")
+    return root
+
+
+def fake_tool(bindir: Path, name: str, body: str) -> Path:
+    """An executable Python script ``bindir/name`` (put bindir on PATH to stand in for a device tool)."""
+    bindir.mkdir(exist_ok=True)
+    p = bindir / name
+    p.write_text(f"#!{sys.executable}\n" + body)
+    p.chmod(0o755)
+    return p
 
 
 def pick_candidates(n: int) -> list[str]:

@@ -17,7 +17,7 @@ import pytest
 from harness.bundle import agent_bundle
 from harness.collect import main
 from harness.transport.local import LocalTransport
-from tests.conftest import make_zoo
+from tests.conftest import fake_tool, make_zoo, write_tree
 
 NVPMODEL = """
 import os, sys
@@ -35,22 +35,13 @@ elif sys.argv[1] == "-m":
 
 @pytest.fixture
 def device(tmp_path, monkeypatch):
-    root = tmp_path / "root"
-    for cpu in (0, 1):
-        d = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
-        d.mkdir(parents=True)
-        (d / "scaling_governor").write_text("schedutil\n")
-        (d / "scaling_available_governors").write_text("performance powersave schedutil\n")
-        (d / "scaling_cur_freq").write_text("1800000\n")
-    z = root / "sys/class/thermal/thermal_zone0"
-    z.mkdir(parents=True)
-    (z / "type").write_text("cpu-thermal\n")
-    (z / "temp").write_text("40000\n")
+    cpufreq = {f"sys/devices/system/cpu/cpu{cpu}/cpufreq/{k}": v for cpu in (0, 1) for k, v in (
+        ("scaling_governor", "schedutil"), ("scaling_available_governors", "performance powersave schedutil"),
+        ("scaling_cur_freq", "1800000"))}
+    root = write_tree(tmp_path / "root", {**cpufreq, "sys/class/thermal/thermal_zone0/type": "cpu-thermal",
+                                          "sys/class/thermal/thermal_zone0/temp": "40000"})
     bindir = tmp_path / "bin"
-    bindir.mkdir()
-    nv = bindir / "nvpmodel"
-    nv.write_text(f"#!{sys.executable}\n" + NVPMODEL)
-    nv.chmod(0o755)
+    fake_tool(bindir, "nvpmodel", NVPMODEL)
     state = bindir / "nvpmodel.d"
     state.mkdir()
     (root / "var/lib").mkdir(parents=True)

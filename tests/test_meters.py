@@ -19,15 +19,9 @@ import pytest
 from harness.telemetry import meters
 from harness.telemetry.meters import ina2xx, usb_meter
 from harness.telemetry.meters.base import MeterError, PowerSampler
+from tests.conftest import fake_tool, write_tree
 
 FIX = Path(__file__).parent / "fixtures" / "device-output"
-
-
-def fake_tool(bindir: Path, name: str, body: str) -> None:
-    bindir.mkdir(exist_ok=True)
-    p = bindir / name
-    p.write_text(f"#!{sys.executable}\n" + body)
-    p.chmod(0o755)
 
 
 @pytest.fixture
@@ -93,9 +87,8 @@ def test_termux_battery_status(bindir, tmp_path):
 
 def test_android_sysfs_units(tmp_path):
     b = tmp_path / "sys/class/power_supply/battery"
-    b.mkdir(parents=True)
-    (b / "voltage_now").write_text("3900000\n")             # uV
-    (b / "current_now").write_text("-500000\n")             # uA, negative while discharging (vendor sign)
+    # uV, and uA negative while discharging (vendor sign)
+    write_tree(b, {"voltage_now": "3900000", "current_now": "-500000"})
     m = meters.discover(str(tmp_path))
     assert m.name == "sensor:android-battery(uA)" and m.read() == pytest.approx(1950.0)
     (b / "current_now").write_text("480\n")                 # a vendor that reports mA
@@ -104,10 +97,7 @@ def test_android_sysfs_units(tmp_path):
 
 
 def test_ina260_hwmon_and_register_decoding(tmp_path):
-    d = tmp_path / "sys/class/hwmon/hwmon7"
-    d.mkdir(parents=True)
-    (d / "name").write_text("ina260\n")
-    (d / "power1_input").write_text("2537500\n")            # uW
+    write_tree(tmp_path / "sys/class/hwmon/hwmon7", {"name": "ina260", "power1_input": "2537500"})   # uW
     m = meters.open_meter({"type": "ina260"}, root=str(tmp_path))
     assert m.name == "sensor:ina260:hwmon(hwmon7)" and m.read() == pytest.approx(2537.5)
     with pytest.raises(MeterError, match="no ina219 hwmon device bound; give bus and address"):
@@ -194,10 +184,7 @@ def test_agent_uses_the_inventory_meter_and_answers_meter_errors(tmp_path):
     from harness.zoo.manifest import BUNDLED, load_manifest
     _, cands = load_manifest(BUNDLED)
     model = str(min(cands, key=lambda c: c.macs).path)
-    d = tmp_path / "root/sys/class/hwmon/hwmon0"
-    d.mkdir(parents=True)
-    (d / "name").write_text("ina219\n")
-    (d / "power1_input").write_text("1500000\n")
+    write_tree(tmp_path / "root/sys/class/hwmon/hwmon0", {"name": "ina219", "power1_input": "1500000"})
     env_root = str(tmp_path / "root")
     os.environ["EDGE_AGENT_SYSFS_ROOT"] = env_root
     try:

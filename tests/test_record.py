@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.record import main
+from tests.conftest import write_tree
 from tests.sshd import SSHD, keygen, make_server
 
 
@@ -34,22 +35,13 @@ def check_canonical(rows: list[dict], man: dict, period: float) -> None:
 @pytest.fixture
 def device(tmp_path, monkeypatch):
     """A sysfs tree with a CPU frequency, a thermal zone, a battery and an INA3221 board rail."""
-    root = tmp_path / "root"
-    f = root / "sys/devices/system/cpu/cpu0/cpufreq"
-    f.mkdir(parents=True)
-    (f / "scaling_cur_freq").write_text("1500000\n")
-    z = root / "sys/class/thermal/thermal_zone0"
-    z.mkdir(parents=True)
-    (z / "type").write_text("soc\n")
-    (z / "temp").write_text("47500\n")
-    b = root / "sys/class/power_supply/battery"
-    b.mkdir(parents=True)
-    for k, v in (("capacity", "76"), ("status", "Discharging"), ("temp", "301")):
-        (b / k).write_text(v + "\n")
-    h = root / "sys/class/hwmon/hwmon1"
-    h.mkdir(parents=True)
-    for k, v in (("name", "ina3221"), ("in1_label", "VDD_IN"), ("in1_input", "5000"), ("curr1_input", "1000")):
-        (h / k).write_text(v + "\n")
+    root = write_tree(tmp_path / "root", {
+        "sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq": "1500000",
+        "sys/class/thermal/thermal_zone0/type": "soc", "sys/class/thermal/thermal_zone0/temp": "47500",
+        "sys/class/power_supply/battery/capacity": "76", "sys/class/power_supply/battery/status": "Discharging",
+        "sys/class/power_supply/battery/temp": "301",
+        "sys/class/hwmon/hwmon1/name": "ina3221", "sys/class/hwmon/hwmon1/in1_label": "VDD_IN",
+        "sys/class/hwmon/hwmon1/in1_input": "5000", "sys/class/hwmon/hwmon1/curr1_input": "1000"})
     monkeypatch.setenv("EDGE_AGENT_SYSFS_ROOT", str(root))
     return root
 
