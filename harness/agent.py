@@ -394,11 +394,14 @@ def cooldown(src, baseline, above_c, timeout_s=300.0, poll_s=0.5):
     t0 = time.monotonic()
     while True:
         temps = context_snapshot(src).get("temp_c", {})
-        over = max([temps[z] - baseline[z] for z in temps if z in baseline] or [0.0])
+        read = [z for z in baseline if z in temps]
+        over = max([temps[z] - baseline[z] for z in read] or [0.0])
+        # A zone that could not be read this time is not evidence of being cool: wait for it.
+        reached = len(read) == len(baseline) and over <= above_c
         waited = time.monotonic() - t0
-        if over <= above_c or waited >= timeout_s:
-            return {"waited_s": waited, "reached": over <= above_c, "above_baseline_c": over,
-                    "limit_c": above_c, "zones": len(temps)}
+        if reached or waited >= timeout_s:
+            return {"waited_s": waited, "reached": reached, "above_baseline_c": over,
+                    "limit_c": above_c, "zones": len(read)}
         time.sleep(poll_s)
 
 
