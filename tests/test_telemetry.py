@@ -224,3 +224,13 @@ def test_import_benchmark_joins_the_store(tmp_path):
     assert pd.isna(r["latency_ms_median"])          # this benchmark_model printed no median: none invented
     assert r["first_inference_ms"] == pytest.approx(156.677) and r["profile"] == "raspberry-pi-4"
     assert r["energy_source"] == "none" and pd.isna(r["energy_mj"])
+    # Two runs of the same context cannot both be stored: refused before anything is written.
+    twice = tmp_path / "twice.txt"
+    one = "INFO: Num threads: [4]\n" + (FIX / "benchmark_model-info-prefix.txt").read_text()
+    twice.write_text(one + one)
+    p = run("import-benchmark", str(twice), "--model", str(MODEL), "--target", "p", "--profile", "android-adb",
+            "--out", str(tmp_path / "twice"))
+    assert p.returncode == 2 and p.stderr.strip() == (f"error: {twice}: run 2 repeats threads=4 of an earlier run; the store "
+                                                      "keeps one measurement per model, threads and background load: "
+                                                      "import each run from its own file")
+    assert not (tmp_path / "twice").exists()

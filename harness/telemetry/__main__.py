@@ -73,6 +73,9 @@ def import_benchmark(path: Path, model: Path, target: str, profile: str, threads
             raise BadInput(f"{path}: run {i + 1} does not echo 'Num threads'; pass --threads N")
         if "n_inference" not in r:
             raise BadInput(f"{path}: run {i + 1} has no count= line for its timed runs")
+        if th in [t for t, _ in jobs]:
+            raise BadInput(f"{path}: run {i + 1} repeats threads={th} of an earlier run; the store keeps one "
+                           f"measurement per model, threads and background load: import each run from its own file")
         jobs.append((th, r))
     cid = "import-" + time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
     run_dir = out / cid
@@ -83,9 +86,8 @@ def import_benchmark(path: Path, model: Path, target: str, profile: str, threads
         store.add_target(cid, Target(target, prof, "imported"))
         store.add_candidate(cid, cand)
         for th, r in jobs:
-            # Several runs with the same thread count are separate contexts only by their order.
             store.add_jobs(cid, [(target, cand.id, th, 0, r["n_inference"])])
-            job = [j for j in store.pending_jobs(cid, target) if j["threads"] == th][-1]
+            (job,) = [j for j in store.pending_jobs(cid, target) if j["threads"] == th]
             summary = {"n": r["n_inference"], "n_warmup": r.get("n_warmup"), "mean": r["inference_avg_us"] / 1e3}
             for k in ("min", "max", "std", "median", "p5", "p95"):
                 if f"inference_{k}_us" in r:
