@@ -30,6 +30,11 @@ if __name__ == "__main__" and not __package__:
     # agent runs from a zip bundle that holds harness/agent.py, harness/telemetry/meters and the parsers.)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from harness.telemetry.meters import MeterError, PowerSampler, discover, open_meter, read_num, read_text  # noqa: E402
+from harness.telemetry.parsers import ParseError, parse_thermalservice  # noqa: E402
+
+# cpufreq drivers whose "performance" governor sets an energy preference, not a frequency (the
+# hardware picks it): on them a frequency below scaling_max_freq says nothing about throttling.
+HWP_DRIVERS = ("intel_pstate", "intel_cpufreq", "amd-pstate", "amd-pstate-epp", "amd_pstate", "amd_pstate_epp")
 
 # A busy loop that exits by itself when its parent (the agent, whose pid is argv[1]) is gone,
 # even if the agent died before this child got to look.
@@ -100,10 +105,12 @@ class Sources(object):
         # EDGE_AGENT_SYSFS_ROOT prefixes every sysfs path: tests point it at a tree they write.
         root = os.environ.get("EDGE_AGENT_SYSFS_ROOT", "") if root is None else root
         self.cpufreq = sorted(glob.glob(root + "/sys/devices/system/cpu/cpu[0-9]*/cpufreq"))
+        self.cpufreq_driver = read_text(self.cpufreq[0] + "/scaling_driver") if self.cpufreq else None
         self.zones = [(z, (read_text(z + "/type") or z.split("/")[-1]) + ":" + z.split("zone")[-1])
                       for z in sorted(glob.glob(root + "/sys/class/thermal/thermal_zone[0-9]*"))]
         self.throttle = glob.glob(root + "/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle/*_throttle_count")
         self.vcgencmd = shutil.which("vcgencmd")
+        self.dumpsys = shutil.which("dumpsys")   # Android: the framework's thermal status
         bat = root + "/sys/class/power_supply/battery"
         self.battery = bat if os.path.exists(bat + "/capacity") else None
         # Jetson GPU: load (0..1000) under the GPU's platform device, frequency from its devfreq node.
@@ -165,6 +172,19 @@ def context_snapshot(src=None):
         snap["governor"] = govs
     if maxf:
         snap["cpu_max_freq_mhz"] = maxf
+    if src.cpufreq_driver not in HWP_DRIVERS:
+        # The frequency the governor was set to hold: scaling_max_freq under "performance",
+        # scaling_setspeed under "userspace". A CPU below it is capped by something else.
+        setf = {}
+        for d in src.cpufreq:
+            cpu = d.split("/")[-2]
+            g = govs.get(cpu)
+            f = maxf.get(cpu) if g == "performance" else (
+                read_num(d + "/scaling_setspeed", 1e-3) if g == "userspace" else None)
+            if f:
+                setf[cpu] = f
+        if setf:
+            snap["cpu_set_freq_mhz"] = setf
     temps = {}
     for z, name in src.zones:
         t = read_num(z + "/temp", 1e-3)
@@ -189,6 +209,19 @@ def context_snapshot(src=None):
                 snap["vcgencmd_throttled"] = int(out.strip().split("=")[1], 16)
         except Exception:
             pass
+    if src.dumpsys:
+        try:
+            out = subprocess.run([src.dumpsys, "thermalservice"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 timeout=5, universal_newlines=True).stdout
+            th = parse_thermalservice(out)[0]
+            snap["android_thermal_status"] = th["thermal_status"]
+            for k, v in th.items():
+                if k.startswith("temp_") and k.endswith("_c"):
+                    temps["hal:" + k[5:-2]] = v
+            if temps:
+                snap["temp_c"] = temps
+        except (OSError, subprocess.SubprocessError, ParseError) as e:
+            snap["android_thermal_error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
     if src.battery:
         b = src.battery
         lvl = read_num(b + "/capacity")

@@ -30,13 +30,15 @@ TRACE_SCHEMA_VERSION = 1
 # Canonical columns, in order; a column the target cannot provide is left out of the file.
 COLUMNS = ("t_s", "cpu_load_pct", "cpu_freq_mhz_mean", "cpu_freq_mhz_min", "temp_c_max", "mem_available_mb",
            "loadavg_1m", "power_mw", "battery_pct", "charging", "battery_temp_c", "gpu_load_pct", "gpu_freq_mhz",
-           "nvpmodel", "throttled", "background_load")
+           "nvpmodel", "thermal_status", "throttled", "background_load")
 UNITS = {"t_s": "s", "cpu_load_pct": "% of all CPUs busy over the period (/proc/stat)",
          "cpu_freq_mhz_mean": "MHz (mean over CPUs)", "cpu_freq_mhz_min": "MHz (slowest CPU)",
          "temp_c_max": "deg C (hottest thermal zone)", "mem_available_mb": "MB", "loadavg_1m": "runnable tasks",
          "power_mw": "mW (power meter; mean over the period for energy counters)", "battery_pct": "%",
          "charging": "0/1", "battery_temp_c": "deg C", "gpu_load_pct": "%", "gpu_freq_mhz": "MHz",
-         "nvpmodel": "Jetson power mode id", "throttled": "0/1 (throttle counter rose or vcgencmd bits 0-3)",
+         "nvpmodel": "Jetson power mode id",
+         "thermal_status": "Android thermal status 0-6 (none, light, moderate, severe, critical, emergency, shutdown)",
+         "throttled": "0/1 (throttle counter rose, vcgencmd bits 0-3, or Android thermal status above none)",
          "background_load": "busy processes the recorder started"}
 
 
@@ -72,6 +74,9 @@ def row_of(ctx: dict, prev: dict | None, t0: float, n_cpus: int, load: int) -> d
         thr = int(ctx["throttle_count"] > prev["throttle_count"])
     if "vcgencmd_throttled" in ctx:
         thr = max(thr or 0, int(bool(ctx["vcgencmd_throttled"] & 0xF)))
+    if "android_thermal_status" in ctx:
+        r["thermal_status"] = ctx["android_thermal_status"]
+        thr = max(thr or 0, int(ctx["android_thermal_status"] > 0))
     if thr is not None:
         r["throttled"] = thr
     return r

@@ -349,8 +349,17 @@ def context_flags(before: dict, after: dict) -> list[str]:
         flags.append("freq-drop:" + "+".join(sorted(drops)))
     if after.get("throttle_count", 0) > before.get("throttle_count", after.get("throttle_count", 0)):
         flags.append("throttle-count")
+    # Under a governor that holds a frequency (performance, userspace), a CPU running below it
+    # when the job ends is capped by something else: thermal, power or firmware limits.
+    fset = after.get("cpu_set_freq_mhz", {})
+    below = [c for c in fset if c in fa and fa[c] < (1 - FREQ_DROP) * fset[c]]
+    if below:
+        flags.append("freq-below-set:" + "+".join(sorted(below)))
     if any(s.get("vcgencmd_throttled", 0) & 0xF for s in (before, after)):
         flags.append("vcgencmd-throttled")
+    status = max(s.get("android_thermal_status", 0) for s in (before, after))
+    if status > 0:
+        flags.append("android-thermal-status:%d" % status)
     if after.get("external_load_cpus", 0) > EXTERNAL_LOAD:
         flags.append("external-load:%.1f" % after["external_load_cpus"])
     return flags
@@ -367,5 +376,9 @@ def _throttled(before: dict, after: dict) -> int | None:
         if "vcgencmd_throttled" in snap:
             known = True
             if snap["vcgencmd_throttled"] & 0xF:  # bits 0-3: throttling or capping happening now
+                return 1
+        if "android_thermal_status" in snap:
+            known = True
+            if snap["android_thermal_status"] > 0:   # light (1) and above: the framework is throttling
                 return 1
     return 0 if known else None

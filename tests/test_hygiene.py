@@ -19,6 +19,8 @@ from harness.collect import main
 from harness.transport.local import LocalTransport
 from tests.conftest import fake_tool, make_zoo, write_tree
 
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "device-output")
+
 NVPMODEL = """
 import os, sys
 st = os.path.join(sys.argv[0] + ".d", "status")
@@ -126,3 +128,44 @@ def test_cooldown_waits_for_the_idle_baseline(tmp_path, device):
     finally:
         p.close()
         cool.wait()
+
+
+DUMPSYS = """
+import sys
+if sys.argv[1:] != ["thermalservice"]:
+    sys.exit("unknown service")
+sys.stdout.write(open(sys.argv[0] + ".txt").read())
+"""
+
+
+def test_capped_frequency_and_android_thermal_status_are_flagged(tmp_path, device):
+    """A CPU below the frequency its pinned governor holds, and the framework's thermal status (a
+    dumpsys on PATH printing recorded Android output with the status raised), flag the job."""
+    root, _ = device
+    for c in (0, 1):
+        write_tree(root, {f"sys/devices/system/cpu/cpu{c}/cpufreq/scaling_max_freq": "1800000",
+                          f"sys/devices/system/cpu/cpu{c}/cpufreq/scaling_driver": "cpufreq-dt"})
+    (root / "sys/devices/system/cpu/cpu1/cpufreq/scaling_cur_freq").write_text("1200000\n")   # capped
+    fixture = open(os.path.join(FIXTURES, "dumpsys-thermalservice-qcom.txt")).read()
+    fake_tool(tmp_path / "bin", "dumpsys", DUMPSYS)
+    (tmp_path / "bin/dumpsys.txt").write_text(fixture.replace("Thermal Status: 0", "Thermal Status: 2"))
+    zoo = make_zoo(tmp_path / "zoo", ["dc-w025-d2-r32-float32"])
+    out = tmp_path / "runs"
+    assert main(["-i", inventory(tmp_path, governor="performance"), "--zoo", str(zoo), "--out", str(out),
+                 "--runs", "5", "--threads", "1", "--background-load", "0", "--no-report", "-q"]) == 0
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    (row,) = pq.read_table(run / "measurements.parquet").to_pylist()
+    assert row["context_flags"] == "freq-below-set:cpu1,android-thermal-status:2" and row["throttled"] is True
+    import sqlite3
+    ctx = json.loads(sqlite3.connect(run / "campaign.sqlite").execute(
+        "SELECT data FROM contexts WHERE phase='after'").fetchone()[0])
+    assert ctx["cpu_set_freq_mhz"] == {"cpu0": 1800.0, "cpu1": 1800.0} and ctx["android_thermal_status"] == 2
+    assert ctx["temp_c"]["hal:cpu1_silver_usr"] == pytest.approx(44.1) and ctx["temp_c"]["cpu-thermal:0"] == 40.0
+    # Status back to none and the CPU at its set frequency: nothing flagged.
+    (tmp_path / "bin/dumpsys.txt").write_text(fixture)
+    (root / "sys/devices/system/cpu/cpu1/cpufreq/scaling_cur_freq").write_text("1800000\n")
+    assert main(["-i", inventory(tmp_path, governor="performance"), "--zoo", str(zoo), "--out", str(out),
+                 "--runs", "5", "--threads", "1", "--background-load", "0", "--no-report", "-q"]) == 0
+    (run2,) = [p for p in out.iterdir() if p.is_dir() and p != run]
+    (row,) = pq.read_table(run2 / "measurements.parquet").to_pylist()
+    assert row["context_flags"] in (None, "") and row["throttled"] is False

@@ -1,6 +1,5 @@
-"""Parsers on real device output (tests/fixtures/device-output, copied from ../shared/data/
-device-output: jetson-stats, datadog-agent and zeus test fixtures and the TensorFlow Lite docs),
-plus the format variations those tools print on other generations."""
+"""Parsers on real device output (tests/fixtures/device-output: see its README for where each file
+comes from), plus the format variations those tools print on other generations."""
 
 from __future__ import annotations
 
@@ -21,6 +20,7 @@ from harness.telemetry.parsers import (
     parse_pmic_read_adc,
     parse_tegrastats,
     parse_tegrastats_line,
+    parse_thermalservice,
     parse_vcgencmd,
 )
 
@@ -143,6 +143,50 @@ def test_dumpsys_battery_units_and_new_keys():
         parse_dumpsys_battery("Current Battery Service state:\n  AC powered: maybe\n")
     with pytest.raises(ParseError, match="not dumpsys battery output"):
         parse_dumpsys_battery("cmd: Can't find service: battery\n")
+
+
+def test_thermalservice_current_hal_temps_not_cached_ones():
+    (q,) = parse_thermalservice(text("dumpsys-thermalservice-qcom.txt"))
+    assert q["thermal_status"] == 0 and q["thermal_status_name"] == "none" and q["hal_ready"] == 1
+    # The cached list holds older, hotter values (cpu1-gold 48.3): the HAL's current ones are read.
+    assert q["temps_from"] == "hal-current" and q["cpu_max_temp_c"] == pytest.approx(44.1)
+    assert q["temp_cpu1_gold_usr_c"] == pytest.approx(33.5) and q["battery_max_temp_c"] == pytest.approx(28.0, abs=1e-3)
+    assert q["skin_max_temp_c"] == pytest.approx(30.147001) and "throttling_sensors" not in q
+
+
+def test_thermalservice_vendor_quirks():
+    # Samsung: sensors named after their type, numbered its own way (TYPE_CPU is mType=1), and
+    # -99.9 for a sensor with no reading (absent, not a temperature).
+    (s,) = parse_thermalservice(text("dumpsys-thermalservice-samsung.txt"))
+    assert s["cpu_max_temp_c"] == 24.0 and s["skin_max_temp_c"] == 25.3 and s["battery_max_temp_c"] == 24.4
+    assert "gpu_max_temp_c" not in s and not any("power_amplifier" in k for k in s)
+    # Pixel: battery current-limit records (types 6/7/8) are mV, mA and %, never temperatures.
+    (p,) = parse_thermalservice(text("dumpsys-thermalservice-pixel.txt"))
+    assert p["bcl_ocp_gpu_ma"] == 11900.0 and p["bcl_vdroop1_mv"] == 1050.0 and p["bcl_soc_pct"] == 0.0
+    assert "temp_ocp_gpu_c" not in p and p["cpu_max_temp_c"] == pytest.approx(27.0, abs=1e-5)
+    assert p["gpu_max_temp_c"] == pytest.approx(26.0, abs=1e-5) and "unknown_max_temp_c" not in p
+    assert max(v for k, v in p.items() if k.endswith("_temp_c")) < 30   # no mA/mV value among temperatures
+
+
+def test_thermalservice_variations_and_errors():
+    hot = text("dumpsys-thermalservice-qcom.txt").replace("Thermal Status: 0", "Thermal Status: 3").replace(
+        "mValue=44.1, mType=0, mName=cpu1-silver-usr, mStatus=0", "mValue=71.5, mType=0, mName=cpu1-silver-usr, mStatus=2")
+    (h,) = parse_thermalservice(hot)
+    assert h["thermal_status_name"] == "severe" and h["throttling_sensors"] == "cpu1-silver-usr"
+    assert h["cpu_max_temp_c"] == 71.5
+    # HAL not connected: no current list, so the cached one is used and says so.
+    cached = text("dumpsys-thermalservice-qcom.txt").split("HAL Ready:")[0] + "HAL Ready: false\n"
+    (c,) = parse_thermalservice(cached)
+    assert c["temps_from"] == "cached" and c["hal_ready"] == 0 and c["cpu_max_temp_c"] == pytest.approx(48.3, abs=1e-5)
+    (n,) = parse_thermalservice("Thermal Status: 1\nCurrent temperatures from HAL:\n"
+                                "\tTemperature{mValue=NaN, mType=3, mName=disp_therm, mStatus=0}\n")
+    assert n == {"thermal_status": 1, "thermal_status_name": "light", "temps_from": "hal-current"}
+    with pytest.raises(ParseError, match="line 3: Temperature record without mValue"):
+        parse_thermalservice("Thermal Status: 0\nCurrent temperatures from HAL:\n\tTemperature{mType=3, mName=x}\n")
+    with pytest.raises(ParseError, match="line 1: Thermal Status: expected 0-6"):
+        parse_thermalservice("Thermal Status: hot\n")
+    with pytest.raises(ParseError, match="not dumpsys thermalservice output"):
+        parse_thermalservice("Can't find service: thermalservice\n")
 
 
 # ---------------------------------------------------------------- benchmark_model, nvpmodel

@@ -1,5 +1,6 @@
 """Parsers for the text that device tools print: tegrastats, vcgencmd, pmic_read_adc,
-``dumpsys battery``, TensorFlow Lite ``benchmark_model`` and ``nvpmodel -q``.
+``dumpsys battery``, ``dumpsys thermalservice``, TensorFlow Lite ``benchmark_model`` and
+``nvpmodel -q``.
 
 Stdlib only and Python 3.7 compatible: the agent ships this file to devices and parses tool
 output there. Every parser returns rows (dicts) whose keys carry their unit (``_mw``, ``_c``,
@@ -286,6 +287,90 @@ def parse_dumpsys_battery(text):
     return [row]
 
 
+# ---------------------------------------------------------------- dumpsys thermalservice
+
+# android.os.PowerManager THERMAL_STATUS_* (the framework's throttling severity, 0..6).
+THERMAL_STATUS = ("none", "light", "moderate", "severe", "critical", "emergency", "shutdown")
+# android.os.Temperature TYPE_*: 6, 7 and 8 are battery current-limit (BCL) readings in mV, mA and
+# percent that the HAL reports through the same Temperature records; they are not temperatures.
+_TEMP_TYPE = {-1: "unknown", 0: "cpu", 1: "gpu", 2: "battery", 3: "skin", 4: "usb_port", 5: "power_amplifier",
+              9: "npu", 10: "tpu", 11: "display", 12: "modem", 13: "soc", 14: "wifi", 15: "camera",
+              16: "flashlight", 17: "speaker", 18: "ambient", 19: "pogo"}
+_BCL_UNIT = {6: "mv", 7: "ma", 8: "pct"}
+_THERMAL_RECORD = re.compile(r"^\s*Temperature\{(.*)\}\s*$")
+_SECTIONS = {"Cached temperatures:": "cached", "Current temperatures from HAL:": "hal-current"}
+NO_READING = -99.0   # vendors print -99.9 for a sensor they have no reading for
+
+
+def parse_thermalservice(text):
+    """``dumpsys thermalservice`` -> one row: ``thermal_status`` (0-6) and its name, one
+    ``temp_<sensor>_c`` per temperature the HAL reports now (the cached list only when there is no
+    current one; ``temps_from`` says which), ``<type>_max_temp_c`` per sensor type,
+    ``bcl_<sensor>_{mv,ma,pct}`` for current-limit readings, and ``throttling_sensors``
+    (sensors whose own status is above none)."""
+    row = {}
+    recs = {"cached": [], "hal-current": []}
+    section = None
+    for lineno, line in _lines(text):
+        st = line.strip()
+        if st.startswith("Thermal Status:"):
+            v = st.split(":", 1)[1].strip()
+            if not v.isdigit():
+                raise ParseError(lineno, "Thermal Status: expected 0-6, got %r" % v)
+            row["thermal_status"] = int(v)
+            row["thermal_status_name"] = (THERMAL_STATUS[int(v)] if int(v) < len(THERMAL_STATUS)
+                                          else "code-%s" % v)
+            continue
+        if st.startswith("HAL Ready:"):
+            row["hal_ready"] = int(st.split(":", 1)[1].strip() == "true")
+        if st in _SECTIONS:
+            section = _SECTIONS[st]
+            continue
+        m = _THERMAL_RECORD.match(line)
+        if m is None:
+            if not line.startswith(("\t", " ")):
+                section = None   # an unindented line ends a list
+            continue
+        if section is None:
+            continue   # Temperature records of another list (thresholds print TemperatureThreshold)
+        fields = dict(kv.strip().partition("=")[::2] for kv in m.group(1).split(","))
+        for k in ("mValue", "mType", "mName"):
+            if k not in fields:
+                raise ParseError(lineno, "Temperature record without %s" % k)
+        try:
+            typ = int(fields["mType"])
+            status = int(fields.get("mStatus", "0"))
+        except ValueError:
+            raise ParseError(lineno, "Temperature record: mType and mStatus must be integers") from None
+        recs[section].append((lineno, fields["mName"].strip(), typ, fields["mValue"].strip(), status))
+    if "thermal_status" not in row:
+        raise ParseError(0, "not dumpsys thermalservice output (no 'Thermal Status:' line)")
+    src = "hal-current" if recs["hal-current"] else "cached"
+    if recs[src]:
+        row["temps_from"] = src
+    hot = []
+    for lineno, name, typ, value, status in recs[src]:
+        v = _float(value, lineno, name)
+        if v != v or v <= NO_READING:   # NaN or the vendor's no-reading value: absent, not a temperature
+            continue
+        if status > 0:
+            hot.append(name)
+        # Samsung's HAL names each sensor after its type (TYPE_CPU) and numbers the types its own
+        # way (TYPE_CPU is mType=1 there): the name wins over the number when it is a type name.
+        named = name[5:].lower() if name.startswith("TYPE_") else None
+        if named is None and typ in _BCL_UNIT:
+            row["bcl_%s_%s" % (_snake(name), _BCL_UNIT[typ])] = v
+            continue
+        row["temp_%s_c" % _snake(name)] = v
+        kind = named or _TEMP_TYPE.get(typ, "type%d" % typ)
+        if kind != "unknown":
+            key = "%s_max_temp_c" % kind
+            row[key] = max(v, row.get(key, v))
+    if hot:
+        row["throttling_sensors"] = " ".join(hot)
+    return [row]
+
+
 # ---------------------------------------------------------------- benchmark_model
 
 # Android logcat ("11-22 10:00:00.123  1234  1234 I tflite  : ...") or the INFO: prefix.
@@ -387,6 +472,7 @@ PARSERS = {
     "vcgencmd": parse_vcgencmd,
     "pmic_read_adc": parse_pmic_read_adc,
     "dumpsys-battery": parse_dumpsys_battery,
+    "dumpsys-thermalservice": parse_thermalservice,
     "benchmark_model": parse_benchmark_model,
     "nvpmodel": parse_nvpmodel,
 }
