@@ -16,7 +16,7 @@ from harness.errors import BadInput
 from harness.telemetry.meters import TYPES as METER_TYPES
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
-TRANSPORTS = ("local", "ssh")
+TRANSPORTS = ("local", "ssh", "adb")
 DEFAULT_WORKDIR = "~/.cache/edge-harness"
 
 
@@ -50,6 +50,8 @@ class Target:
     nvpmodel: int | None = None       # Jetson power mode during the session
     cooldown_c: float | None = None   # before each job, wait until within this many deg C of the idle baseline
     cpus: tuple[int, ...] | None = None   # pin the inference threads to these CPUs
+    serial: str | None = None         # adb: the device's serial, or HOST:PORT for wireless adb
+    adb: str = "adb"                  # adb: the client to run
 
 
 def _load_yaml(path: Path):
@@ -129,7 +131,7 @@ def load_inventory(path: str | Path | None, profiles_dir: Path = PROFILES_DIR) -
         w = f"{path}: targets[{i}]"
         _expect(isinstance(t, dict), w, "a mapping", t)
         known = ("name", "profile", "transport", "host", "user", "port", "identity_file", "python", "workdir",
-                 "provision", "power_meter", "governor", "nvpmodel", "cooldown_c", "cpus")
+                 "provision", "power_meter", "governor", "nvpmodel", "cooldown_c", "cpus", "serial", "adb")
         unknown = set(t) - set(known)
         _expect(not unknown, f"{w}", "only " + ", ".join(known), sorted(unknown))
         name = t.get("name")
@@ -147,9 +149,17 @@ def load_inventory(path: str | Path | None, profiles_dir: Path = PROFILES_DIR) -
         if tr == "ssh":
             _expect(isinstance(t.get("host"), str) and t["host"], f"{w}.host", "an address or ssh config alias",
                     t.get("host"))
+        if tr == "adb":
+            # Android has no python3 of its own: the interpreter must be named (a CPython pushed to
+            # /data/local/tmp, or Termux's on a rooted phone).
+            _expect(isinstance(t.get("python"), str) and t["python"], f"{w}.python",
+                    "the path of a Python the adb shell user can run on the phone", t.get("python"))
+        else:
+            _expect(t.get("serial") is None and t.get("adb") is None, f"{w}", "serial and adb only with transport: adb",
+                    sorted(k for k in ("serial", "adb") if t.get(k) is not None))
         port = t.get("port")
         _expect(port is None or (isinstance(port, int) and 0 < port < 65536), f"{w}.port", "an integer 1-65535", port)
-        for k in ("user", "identity_file", "python", "workdir", "provision"):
+        for k in ("user", "identity_file", "python", "workdir", "provision", "serial", "adb"):
             _expect(t.get(k) is None or isinstance(t[k], str), f"{w}.{k}", "a string", t.get(k))
         _expect(t.get("provision") in (None, "ai-edge-litert", "tflite-runtime"), f"{w}.provision",
                 "ai-edge-litert or tflite-runtime", t.get("provision"))
@@ -169,6 +179,7 @@ def load_inventory(path: str | Path | None, profiles_dir: Path = PROFILES_DIR) -
         out.append(Target(name, prof, tr, t.get("host"), t.get("user"), port, t.get("identity_file"),
                           t.get("python") or default_py, t.get("workdir") or DEFAULT_WORKDIR + f"/{name}",
                           t.get("provision"), pm, t.get("governor"), t.get("nvpmodel"),
-                          float(cd) if cd is not None else None, tuple(cpus) if cpus else None))
+                          float(cd) if cd is not None else None, tuple(cpus) if cpus else None,
+                          t.get("serial"), t.get("adb") or "adb"))
     _expect(bool(out), f"{path}: targets", "at least one target", [])
     return out

@@ -130,7 +130,7 @@ def record(target, duration_s: float, period_s: float, out: Path, settings: RunS
     out.parent.mkdir(parents=True, exist_ok=True)
     manifest = {"schema_version": TRACE_SCHEMA_VERSION, "kind": "context-trace", "file": out.name,
                 "target": target.name, "profile": target.profile.name, "profile_sha256": target.profile.sha256,
-                "transport": target.transport, "host": target.host, "period_s": period_s,
+                "transport": target.transport, "host": target.host or target.serial, "period_s": period_s,
                 "duration_s_requested": duration_s, "clock": "device monotonic (t_s = seconds since first row)",
                 "workload": {"background_load": load, "start_s": load_start_s, "stop_s": load_stop_s} if load else None,
                 "units": {}, "harness_version": __version__, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

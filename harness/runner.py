@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from harness.bundle import agent_bundle
 from harness.inventory import Target
 from harness.store import Store
+from harness.transport.adb import ADBTransport
 from harness.transport.base import AgentProcess, RemoteTimeout, TransportError
 from harness.transport.local import LocalTransport
 from harness.transport.ssh import SSHParams, SSHTransport
@@ -40,6 +41,8 @@ class SetupError(TransportError):
 def make_transport(t: Target, s: RunSettings):
     if t.transport == "local":
         return LocalTransport()
+    if t.transport == "adb":
+        return ADBTransport(t.serial, t.adb, s.connect_timeout_s)
     return SSHTransport(SSHParams(t.host, t.port, t.user, t.identity_file, s.known_hosts, s.ssh_config,
                                   s.trust_new_hosts, s.connect_timeout_s))
 

@@ -132,7 +132,7 @@ class Store:
     def add_target(self, cid: str, t) -> None:
         with self._tx() as db:
             db.execute("INSERT OR IGNORE INTO targets (campaign_id, name, profile, profile_sha256, transport, host) "
-                       "VALUES (?,?,?,?,?,?)", (cid, t.name, t.profile.name, t.profile.sha256, t.transport, t.host))
+                       "VALUES (?,?,?,?,?,?)", (cid, t.name, t.profile.name, t.profile.sha256, t.transport, t.host or t.serial))
 
     def set_target_info(self, cid: str, name: str, info: dict) -> None:
         with self._tx() as db:

@@ -29,40 +29,7 @@ class LocalTransport:
         return p.returncode, p.stdout, p.stderr
 
     def start(self, argv: Sequence[str]) -> AgentProcess:
-        try:
-            p = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
-        except OSError as e:
-            raise TransportError(f"cannot start {argv[0]}: {e}") from None
-        sel = selectors.DefaultSelector()
-        sel.register(p.stdout, selectors.EVENT_READ)
-
-        def send(b: bytes) -> None:
-            p.stdin.write(b)
-            p.stdin.flush()
-
-        def recv(timeout: float) -> bytes | None:
-            if not sel.select(timeout):
-                return None
-            return os.read(p.stdout.fileno(), 65536)
-
-        def close() -> None:
-            try:
-                p.stdin.close()
-            except OSError:
-                pass
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-            p.stdout.close()
-            sel.close()
-
-        def kill() -> None:
-            p.kill()
-            close()
-
-        return AgentProcess(send, recv, close, kill)
+        return popen_agent(argv)
 
     def put(self, local_path: str, remote_path: str) -> None:
         tmp = remote_path + ".part"
@@ -77,3 +44,42 @@ class LocalTransport:
 
     def close(self) -> None:
         pass
+
+
+def popen_agent(argv: Sequence[str]) -> AgentProcess:
+    """A local process spoken to in lines over its stdin and stdout (the agent itself, or a client
+    such as ``adb shell`` that carries the agent's stdin and stdout to a device)."""
+    try:
+        p = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+    except OSError as e:
+        raise TransportError(f"cannot start {argv[0]}: {e}") from None
+    sel = selectors.DefaultSelector()
+    sel.register(p.stdout, selectors.EVENT_READ)
+
+    def send(b: bytes) -> None:
+        p.stdin.write(b)
+        p.stdin.flush()
+
+    def recv(timeout: float) -> bytes | None:
+        if not sel.select(timeout):
+            return None
+        return os.read(p.stdout.fileno(), 65536)
+
+    def close() -> None:
+        try:
+            p.stdin.close()
+        except OSError:
+            pass
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        p.stdout.close()
+        sel.close()
+
+    def kill() -> None:
+        p.kill()
+        close()
+
+    return AgentProcess(send, recv, close, kill)
