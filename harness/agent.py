@@ -3,7 +3,7 @@ the power meters (harness/telemetry/meters) and the tool-output parsers it uses.
 
 Stdlib + NumPy + a TFLite runtime (tflite_runtime, ai_edge_litert or tensorflow.lite, the first
 that imports). Python 3.7 compatible. Speaks JSON lines: one request per line on stdin, one
-response per line on stdout (hello, measure, context, setup, restore, load, bye). Exits when
+response per line on stdout (hello, measure, context, clock, setup, restore, load, bye). Exits when
 stdin closes; background-load processes it started are stopped, pinned settings restored and
 meters closed on every path out (busy children also stop themselves if the agent is killed).
 
@@ -291,6 +291,8 @@ def _idle_and_run(src, req, run):
     invoking until ``min_s`` have passed and returns (its result, inferences run)), then energy over
     exactly that window. The window spans at least 10 meter periods, so a fast model on a slow
     meter is still integrated over real samples. Returns (result, energy dict or None)."""
+    if req.get("host_meter") and req.get("energy", True):
+        return _window_for_host(req, run)
     if src is None or not req.get("energy", True):
         return run(0.0)[0], None
     idle_s = float(req.get("idle_s", 0.5))
@@ -333,6 +335,22 @@ def _idle_and_run(src, req, run):
                  "idle_power_mw": idle_mw, "mean_power_mw": total / dur if dur > 0 else None,
                  "energy_above_idle_mj": total - idle_mw * dur})
     return out, info
+
+
+def _window_for_host(req, run):
+    """A meter on the host samples; the agent only keeps the same idle-then-run windows on its own
+    clock (the host aligns the two clocks and integrates). The margins let the host's samples
+    cover both ends."""
+    hz = float(req["host_meter"]["hz"])
+    time.sleep(2.0 / hz)
+    t_i = time.monotonic()
+    time.sleep(float(req.get("idle_s", 0.5)))
+    t_a = time.monotonic()
+    out, n_inf = run(float(req.get("energy_min_window_s", 10.0 / hz)))
+    t_b = time.monotonic()
+    time.sleep(2.0 / hz)
+    return out, {"method": "host", "source": req["host_meter"].get("name", "host"), "t_idle_mono": t_i,
+                 "t_start_mono": t_a, "t_end_mono": t_b, "window_s": t_b - t_a, "n_inferences": n_inf}
 
 
 # ---------------------------------------------------------------- measurement hygiene
@@ -671,7 +689,9 @@ def _serve_loop(stdin, out, prefer, src, knobs, held):
                     out.write(json.dumps({"ok": True, "id": req.get("id")}) + "\n")
                     out.flush()
                     return 0
-                if cmd == "context":
+                if cmd == "clock":   # for a meter on the host: its clock is aligned to this one
+                    resp = {"ok": True, "t_mono": time.monotonic()}
+                elif cmd == "context":
                     resp = {"ok": True, "context": context_snapshot(src)}
                     if req.get("power"):
                         resp["context"].update(power_reading(src.meter(req.get("power_meter"))))

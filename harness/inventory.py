@@ -166,6 +166,8 @@ def load_inventory(path: str | Path | None, profiles_dir: Path = PROFILES_DIR) -
         pm = t.get("power_meter")
         _expect(pm is None or (isinstance(pm, dict) and pm.get("type") in METER_TYPES), f"{w}.power_meter.type",
                 "one of " + ", ".join(METER_TYPES), pm.get("type") if isinstance(pm, dict) else pm)
+        _expect(pm is None or pm.get("attached") in (None, "device", "host"), f"{w}.power_meter.attached",
+                "device (read by the agent, the default) or host (attached to this computer)", (pm or {}).get("attached"))
         _expect(t.get("governor") is None or isinstance(t["governor"], str), f"{w}.governor",
                 "a cpufreq governor name (performance, userspace, ...)", t.get("governor"))
         _expect(t.get("nvpmodel") is None or isinstance(t["nvpmodel"], int), f"{w}.nvpmodel", "a power mode id",

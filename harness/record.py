@@ -144,8 +144,9 @@ def record(target, duration_s: float, period_s: float, out: Path, settings: RunS
         manifest["agent"] = {k: info.get(k) for k in ("hostname", "machine", "release", "cpu_count", "python",
                                                       "power_source")}
         n_cpus = int(info.get("cpu_count") or 1)
-        req = {"cmd": "context", "power": power}
-        if target.power_meter:
+        host_meter = s.host_meter if power else None    # a meter on this computer is read here
+        req = {"cmd": "context", "power": power and s.host_meter is None}
+        if target.power_meter and s.host_meter is None:
             req["power_meter"] = target.power_meter
         prev = None
         t0 = None
@@ -169,6 +170,11 @@ def record(target, duration_s: float, period_s: float, out: Path, settings: RunS
             if not r.get("ok"):
                 raise TransportError(f"context request failed: {r.get('error')}")
             ctx = r["context"]
+            if host_meter is not None:
+                ctx["power_source"] = host_meter.name
+                v = host_meter.meter.read()
+                if v is not None:
+                    ctx["power_mw"] = v
             if t0 is None:
                 t0 = ctx["t_mono"]
             if "power_source" in ctx:

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.bundle import agent_bundle
+from harness.hostmeter import HostMeter, measure_with_host_meter
 from harness.inventory import Target
 from harness.store import Store
+from harness.telemetry.meters import MeterError
 from harness.transport.adb import ADBTransport
 from harness.transport.base import AgentProcess, RemoteTimeout, TransportError
 from harness.transport.local import LocalTransport
@@ -58,6 +60,7 @@ class Session:
         self._pushed: set[str] = set()
         self._seq = 0
         self.baseline_c: dict = {}
+        self.host_meter: HostMeter | None = None
 
     def open(self) -> dict:
         tr = self.transport
@@ -83,6 +86,12 @@ class Session:
         if not self.info.get("ok"):
             raise TransportError(f"agent on {self.target.name} cannot run: {self.info.get('error')}")
         t = self.target
+        if t.power_meter and t.power_meter.get("attached") == "host":
+            try:
+                self.host_meter = HostMeter(t.power_meter)
+            except MeterError as e:
+                raise SetupError(f"power meter on the host: {e}") from None
+            self.info["host_power_source"] = self.host_meter.name
         if t.governor or t.nvpmodel is not None:
             r = self.request({"cmd": "setup", "governor": t.governor, "nvpmodel": t.nvpmodel}, timeout=120)
             if not r.get("ok"):
@@ -99,7 +108,9 @@ class Session:
         t = self.target
         req = {"cmd": "measure", "model": model, "threads": job["threads"], "n_runs": job["n_runs"],
                "background_load": job["background_load"], "warmup": warmup or {}}
-        if t.power_meter:
+        if self.host_meter is not None:
+            req["host_meter"] = {"hz": self.host_meter.hz, "name": self.host_meter.name}
+        elif t.power_meter:
             req["power_meter"] = t.power_meter
         if t.cpus:
             req["cpus"] = list(t.cpus)
@@ -123,6 +134,13 @@ class Session:
             if resp.get("id") == self._seq:
                 return resp
 
+    def measure(self, req: dict, timeout: float) -> dict:
+        """One measure request; with a meter on the host, sampled here and aligned to the device."""
+        if self.host_meter is None:
+            return self.request(req, timeout)
+        return measure_with_host_meter(self.host_meter, lambda: self.request({"cmd": "clock"}, timeout=30)["t_mono"],
+                                       lambda: self.request(req, timeout))
+
     def ensure_model(self, sha256: str, local_path: str) -> str:
         remote = f"{self.workdir}/models/{sha256}.tflite"
         if sha256 not in self._pushed:
@@ -143,6 +161,9 @@ class Session:
             except Exception:
                 pass
             self.agent = None
+        if self.host_meter is not None:
+            self.host_meter.close()
+            self.host_meter = None
         self.transport.close()
 
 
@@ -221,7 +242,7 @@ class TargetWorker:
             remote = s.ensure_model(job["sha256"], job["path"])
             req = s.job_request(job, remote, self.settings.warmup)
             timeout = self.settings.job_timeout_s + req.get("cooldown", {}).get("timeout_s", 0)   # the wait is not the job
-            res = s.request(req, timeout=timeout)
+            res = s.measure(req, timeout=timeout)
         except RemoteTimeout as e:
             self.store.record_failure(self.cid, name, job, "timeout", str(e))
             return False
