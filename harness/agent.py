@@ -30,7 +30,7 @@ if __name__ == "__main__" and not __package__:
     # agent runs from a zip bundle that holds harness/agent.py, harness/telemetry/meters and the parsers.)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from harness.telemetry.meters import MeterError, PowerSampler, discover, open_meter, read_num, read_text  # noqa: E402
-from harness.telemetry.parsers import ParseError, parse_thermalservice  # noqa: E402
+from harness.telemetry.parsers import ParseError, parse_dumpsys_battery, parse_thermalservice  # noqa: E402
 
 # cpufreq drivers whose "performance" governor sets an energy preference, not a frequency (the
 # hardware picks it): on them a frequency below scaling_max_freq says nothing about throttling.
@@ -211,9 +211,7 @@ def context_snapshot(src=None):
             pass
     if src.dumpsys:
         try:
-            out = subprocess.run([src.dumpsys, "thermalservice"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                 timeout=5, universal_newlines=True).stdout
-            th = parse_thermalservice(out)[0]
+            th = parse_thermalservice(_dumpsys(src, "thermalservice"))[0]
             snap["android_thermal_status"] = th["thermal_status"]
             for k, v in th.items():
                 if k.startswith("temp_") and k.endswith("_c"):
@@ -222,6 +220,19 @@ def context_snapshot(src=None):
                 snap["temp_c"] = temps
         except (OSError, subprocess.SubprocessError, ParseError) as e:
             snap["android_thermal_error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if src.dumpsys and not src.battery:
+        # Newer Android keeps power_supply from the adb shell user: the framework still tells.
+        try:
+            bat = parse_dumpsys_battery(_dumpsys(src, "battery"))[0]
+            if "level_pct" in bat:
+                snap["battery_pct"] = bat["level_pct"]
+            if "status" in bat:
+                snap["battery_status"] = bat["status"]
+                snap["charging"] = bool(bat["charging"])
+            if "temperature_c" in bat:
+                snap["battery_temp_c"] = bat["temperature_c"]
+        except (OSError, subprocess.SubprocessError, ParseError) as e:
+            snap["android_battery_error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
     if src.battery:
         b = src.battery
         lvl = read_num(b + "/capacity")
@@ -265,6 +276,11 @@ def context_snapshot(src=None):
             if line.startswith("MemAvailable:"):
                 snap["mem_available_mb"] = int(line.split()[1]) / 1024.0
     return snap
+
+
+def _dumpsys(src, service):
+    return subprocess.run([src.dumpsys, service], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=5,
+                          universal_newlines=True).stdout
 
 
 # ---------------------------------------------------------------- power and energy

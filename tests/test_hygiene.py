@@ -132,15 +132,19 @@ def test_cooldown_waits_for_the_idle_baseline(tmp_path, device):
 
 DUMPSYS = """
 import sys
-if sys.argv[1:] != ["thermalservice"]:
+if sys.argv[1:] == ["battery"]:
+    sys.stdout.write(open(sys.argv[0] + "-battery.txt").read())
+elif sys.argv[1:] == ["thermalservice"]:
+    sys.stdout.write(open(sys.argv[0] + ".txt").read())
+else:
     sys.exit("unknown service")
-sys.stdout.write(open(sys.argv[0] + ".txt").read())
 """
 
 
 def test_capped_frequency_and_android_thermal_status_are_flagged(tmp_path, device):
     """A CPU below the frequency its pinned governor holds, and the framework's thermal status (a
-    dumpsys on PATH printing recorded Android output with the status raised), flag the job."""
+    dumpsys on PATH printing recorded Android output with the status raised), flag the job; the
+    battery comes from dumpsys when sysfs has none."""
     root, _ = device
     for c in (0, 1):
         write_tree(root, {f"sys/devices/system/cpu/cpu{c}/cpufreq/scaling_max_freq": "1800000",
@@ -149,6 +153,7 @@ def test_capped_frequency_and_android_thermal_status_are_flagged(tmp_path, devic
     fixture = open(os.path.join(FIXTURES, "dumpsys-thermalservice-qcom.txt")).read()
     fake_tool(tmp_path / "bin", "dumpsys", DUMPSYS)
     (tmp_path / "bin/dumpsys.txt").write_text(fixture.replace("Thermal Status: 0", "Thermal Status: 2"))
+    (tmp_path / "bin/dumpsys-battery.txt").write_text(open(os.path.join(FIXTURES, "dumpsys-battery.txt")).read())
     zoo = make_zoo(tmp_path / "zoo", ["dc-w025-d2-r32-float32"])
     out = tmp_path / "runs"
     assert main(["-i", inventory(tmp_path, governor="performance"), "--zoo", str(zoo), "--out", str(out),
@@ -161,6 +166,9 @@ def test_capped_frequency_and_android_thermal_status_are_flagged(tmp_path, devic
         "SELECT data FROM contexts WHERE phase='after'").fetchone()[0])
     assert ctx["cpu_set_freq_mhz"] == {"cpu0": 1800.0, "cpu1": 1800.0} and ctx["android_thermal_status"] == 2
     assert ctx["temp_c"]["hal:cpu1_silver_usr"] == pytest.approx(44.1) and ctx["temp_c"]["cpu-thermal:0"] == 40.0
+    # No power_supply in sysfs: battery level, state and temperature from dumpsys battery.
+    assert (ctx["battery_pct"], ctx["battery_status"], ctx["charging"]) == (100.0, "full", False)
+    assert ctx["battery_temp_c"] == pytest.approx(27.4)
     # Status back to none and the CPU at its set frequency: nothing flagged.
     (tmp_path / "bin/dumpsys.txt").write_text(fixture)
     (root / "sys/devices/system/cpu/cpu1/cpufreq/scaling_cur_freq").write_text("1800000\n")
