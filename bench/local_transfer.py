@@ -8,7 +8,7 @@ other measured candidates. Prints every draw's Spearman, the mean, and the CLI's
     python -m harness.zoo build --family nb201 --sample 60 --limit 24 --seed 7 \\
         --table ../shared/data/nb201/latency_ms.csv --out zoo-nb201
     python -m harness.collect --zoo zoo-nb201 --runs 30 --threads 1 --background-load 0
-    python bench/local_transfer.py runs/<campaign> --zoo zoo-nb201
+    python bench/local_transfer.py runs/<campaign> --zoo zoo-nb201 [--method bayes] [--graph live|all|auto]
 """
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--method", default="bayes")
+    ap.add_argument("--graph", default="live", help="passed to the transfer: the harness runs .tflite models, and "
+                                                    "TFLite drops a cell's dead edges (default live)")
     args = ap.parse_args(argv)
     table = nb201.load_table(args.table)
     idx = nb201.bridge(args.zoo / "manifest.json", table)
@@ -60,14 +62,15 @@ def main(argv=None) -> int:
             s_csv.write_text("arch_index,latency_ms\n" + "".join(f"{a},{meas[a]}\n" for a in tr))
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "predictors.transfer", "--table", str(args.table), "--target-samples",
-                            str(s_csv), "--out", str(p_csv), "--method", args.method], check=True,
+                            str(s_csv), "--out", str(p_csv), "--method", args.method, "--graph", args.graph], check=True,
                            stderr=subprocess.DEVNULL, cwd=HERE.parent)
             walls.append(time.perf_counter() - t0)
             pred = {int(r["arch_index"]): float(r["latency_ms_pred"]) for r in csv.DictReader(p_csv.open())}
             rho = spearmanr([pred[a] for a in te], [meas[a] for a in te]).statistic
             rhos.append(rho)
             print(f"draw {d:2d}: Spearman {rho:.3f}")
-    print(f"mean Spearman {np.mean(rhos):.3f} (min {np.min(rhos):.3f}) over {args.draws} draws; "
+    print(f"{args.method}, graph {args.graph}: mean Spearman {np.mean(rhos):.3f} (min {np.min(rhos):.3f}) "
+          f"over {args.draws} draws; "
           f"transfer CLI wall median {np.median(walls):.2f} s (max {np.max(walls):.2f} s, includes interpreter start)")
     return 0
 

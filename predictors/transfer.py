@@ -13,6 +13,10 @@ Two seed approaches, both usable from ``python -m predictors.transfer``:
   costs, weighted towards the known devices that rank the new samples alike (the proxy idea,
   made soft). A new device's costs are the posterior mean given its few samples; noise is the
   known devices' residual variance. Adding a device that is in no table needs only its samples.
+  A new device whose runtime executes a different graph than the table's devices (``--graph
+  live``: TFLite and other graph compilers drop a NAS-Bench-201 cell's dead edges; the table's
+  PyTorch devices run all six) keeps the known devices' op costs as its prior but applies them
+  to the ops it really runs. ``--graph auto`` picks by leave-one-out error on the samples.
 * ``ridge`` (baseline): ridge regression of the new device's log latency on the known devices'
   log latencies, fitted to the samples.
 * ``flops`` (baseline): the order of the architectures' MACs.
@@ -23,6 +27,7 @@ import argparse
 import csv
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +35,7 @@ import numpy as np
 from harness.errors import BadInput, HarnessError
 
 METHODS = ("bayes", "proxy", "ridge", "flops")
+GRAPHS = ("all", "live", "auto")
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -46,7 +52,10 @@ class FewShotCostModel:
         self.tau = tau
         self.jitter = jitter
 
-    def fit(self, features: np.ndarray, latency: np.ndarray) -> FewShotCostModel:
+    def fit(self, features: np.ndarray, latency: np.ndarray,
+            target_features: np.ndarray | None = None) -> FewShotCostModel:
+        """The prior from the table's devices (``features``: what they execute per architecture).
+        ``target_features``, same columns: what the new device executes, when that differs."""
         lat = np.asarray(latency, float)
         if np.isnan(lat).any():
             raise BadInput("table: the bayes method needs every device measured on every architecture")
@@ -56,10 +65,16 @@ class FewShotCostModel:
         w, *_ = np.linalg.lstsq(self.phi_, t, rcond=None)
         self.noise_var_ = float((t - self.phi_ @ w).var(axis=0).mean())
         self.device_costs_ = w.T                       # one row per known device
+        self.target_phi_ = (self.phi_ if target_features is None else
+                            np.hstack([np.ones((len(target_features), 1)), np.asarray(target_features, float)]))
+        self.same_graph_ = target_features is None
         return self
 
     def device_weights(self, rows: np.ndarray, y_ms: np.ndarray) -> np.ndarray:
-        sim = np.array([_spearman(self.log_[rows, d], y_ms) for d in range(self.log_.shape[1])])
+        # How each known device ranks the samples: its measured latencies, or, on another graph,
+        # its op costs applied to the ops the new device runs.
+        known = self.log_[rows] if self.same_graph_ else self.target_phi_[rows] @ self.device_costs_.T
+        sim = np.array([_spearman(known[:, d], y_ms) for d in range(known.shape[1])])
         w = np.exp(self.tau * (sim - sim.max()))
         return w / w.sum()
 
@@ -73,10 +88,20 @@ class FewShotCostModel:
         d = W - m0
         cov = (d.T * wts) @ d / max(1e-9, 1 - (wts ** 2).sum()) + self.jitter * np.eye(W.shape[1])
         scale = float(np.median(y_ms))
-        a = self.phi_[rows]
+        a = self.target_phi_[rows]
         ci = np.linalg.inv(cov)
         w = np.linalg.solve(a.T @ a / self.noise_var_ + ci, a.T @ (y_ms / scale) / self.noise_var_ + ci @ m0)
-        return np.maximum(self.phi_ @ w, 1e-6) * scale
+        return np.maximum(self.target_phi_ @ w, 1e-6) * scale
+
+
+def loo_log_error(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], rows: np.ndarray, y_ms: np.ndarray) -> float:
+    """Mean squared log error of ``fn`` (rows, y -> predictions of every row) predicting each
+    sample from the others."""
+    err = []
+    for i in range(len(rows)):
+        keep = np.arange(len(rows)) != i
+        err.append(np.log(fn(rows[keep], y_ms[keep])[rows[i]] / y_ms[i]) ** 2)
+    return float(np.mean(err))
 
 
 def proxy_predict(log_table: np.ndarray, rows: np.ndarray, y_ms: np.ndarray) -> tuple[np.ndarray, int]:
@@ -102,10 +127,25 @@ def ridge_predict(log_table: np.ndarray, rows: np.ndarray, y_ms: np.ndarray, alp
 
 
 def predict(method: str, table_latency: np.ndarray, features: np.ndarray, rows: np.ndarray, y_ms: np.ndarray,
-            macs: np.ndarray | None = None, model: FewShotCostModel | None = None) -> np.ndarray:
+            macs: np.ndarray | None = None, model: FewShotCostModel | None = None, graph: str = "all",
+            live_split: int | None = None) -> np.ndarray:
+    """``graph`` (bayes): ``all`` the new device runs what the table's devices run (``features``
+    whole); ``live`` it runs only the columns from ``live_split`` on, the table's devices those
+    before it (same ops, in the same order); ``auto`` the better of the two by leave-one-out."""
+    if graph not in GRAPHS:
+        raise BadInput(f"unknown graph {graph!r} (choose from {', '.join(GRAPHS)})")
     if method == "bayes":
-        model = model or FewShotCostModel().fit(features, table_latency)
-        return model.adapt(rows, y_ms)
+        if graph == "all":
+            model = model or FewShotCostModel().fit(features, table_latency)
+            return model.adapt(rows, y_ms)
+        if live_split is None:
+            raise BadInput("--graph live needs features that separate all edges from live ones")
+        live = FewShotCostModel().fit(features[:, :live_split], table_latency, features[:, live_split:])
+        if graph == "live":
+            return live.adapt(rows, y_ms)
+        same = model or FewShotCostModel().fit(features, table_latency)
+        best = min((same, live), key=lambda m: loo_log_error(m.adapt, rows, y_ms))
+        return best.adapt(rows, y_ms)
     if method == "proxy":
         return proxy_predict(np.log(table_latency), rows, y_ms)[0]
     if method == "ridge":
@@ -117,10 +157,12 @@ def predict(method: str, table_latency: np.ndarray, features: np.ndarray, rows: 
     raise BadInput(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
 
 
-def nb201_macs(features: np.ndarray) -> np.ndarray:
-    """Relative convolution MACs of a NAS-Bench-201 cell (from ``nb201.op_counts``, all edges,
-    as NAS-Bench-201's own FLOPs count them): a 3x3 conv costs 9 times a 1x1 conv."""
-    return 9 * features[:, 2] + features[:, 1] + 1e-3 * features[:, 3]
+def nb201_macs(features: np.ndarray, graph: str = "all") -> np.ndarray:
+    """Relative convolution MACs of a NAS-Bench-201 cell (from ``nb201.op_counts``): over all
+    edges as NAS-Bench-201's own FLOPs count them, or over the live edges only (``graph=live``).
+    A 3x3 conv costs 9 times a 1x1 conv."""
+    f = features[:, 4:] if graph == "live" else features
+    return 9 * f[:, 2] + f[:, 1] + 1e-3 * f[:, 3]
 
 
 def read_samples(path: Path, known: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -163,6 +205,10 @@ def main(argv=None) -> int:
     ap.add_argument("--target-samples", type=Path, required=True, help="CSV with arch_index,latency_ms")
     ap.add_argument("--out", type=Path, required=True, help="CSV written with arch_index,latency_ms_pred")
     ap.add_argument("--method", choices=METHODS, default="bayes")
+    ap.add_argument("--graph", choices=GRAPHS, default="all",
+                    help="what the new device executes (bayes, flops): all six edges of a cell like the table's "
+                         "PyTorch devices (default), live: only edges on an input-output path (TFLite/LiteRT and "
+                         "other graph compilers drop dead ones), auto: choose by leave-one-out on the samples")
     ap.add_argument("--exclude-devices", default="", help="comma-separated table columns not to use")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -177,7 +223,8 @@ def main(argv=None) -> int:
             raise BadInput(f"{args.table}: no device column is complete")
         rows, ys = read_samples(args.target_samples, table.row_of())
         feats = nb201.cell_features(table.arch)
-        pred = predict(args.method, lat, feats, rows, ys, macs=nb201_macs(feats))
+        pred = predict(args.method, lat, feats, rows, ys, macs=nb201_macs(feats, "live" if args.graph == "live" else "all"),
+                       graph=args.graph, live_split=len(nb201.OPS) - 1)
         tmp = args.out.with_name(args.out.name + ".tmp")
         with tmp.open("w", newline="") as f:
             w = csv.writer(f)
@@ -188,7 +235,7 @@ def main(argv=None) -> int:
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{args.out}: {len(pred)} architectures predicted by {args.method} from {len(rows)} samples and "
+    print(f"{args.out}: {len(pred)} architectures predicted by {args.method} (graph {args.graph}) from {len(rows)} samples and "
           f"{lat.shape[1]} known devices in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0
 

@@ -26,11 +26,12 @@ def _cells(n, rng):
             for o in (rng.choice(OPS, 6) for _ in range(n))]
 
 
-def synthetic_table(path, n=400, devices=6, seed=0):
+def synthetic_table(path, n=400, devices=6, seed=0, hidden_graph="all"):
     """Device d: latency = base_d + sum over ops of cost_d[op] (over all edges and over live
     edges), times 5% log-normal noise. Devices share a cost structure (a common cost vector)
     and differ by an overall speed and by +-35% per op type, as real CPUs and GPUs do. Returns
-    the latencies of one more device that is not a column."""
+    the latencies of one more device that is not a column; with ``hidden_graph="live"`` that
+    device runs only the live edges (as TFLite does), at op costs drawn like the others'."""
     rng = np.random.default_rng(seed)
     cells = sorted(set(_cells(n, rng)))
     f = nb201.cell_features(cells)
@@ -39,6 +40,9 @@ def synthetic_table(path, n=400, devices=6, seed=0):
     for _ in range(devices + 1):
         w = w0 * rng.uniform(0.3, 3) * rng.lognormal(0, 0.35, len(w0))
         cols.append((w[0] + f @ w[1:]) * rng.lognormal(0, 0.05, len(cells)))
+    if hidden_graph == "live":
+        w = w0 * rng.uniform(0.3, 3) * rng.lognormal(0, 0.35, len(w0))
+        cols[-1] = (w[0] + f[:, 4:] @ (w[1:5] + w[5:])) * rng.lognormal(0, 0.05, len(cells))
     with path.open("w", newline="") as fh:
         wr = csv.writer(fh)
         wr.writerow(["arch_index", "arch"] + [f"dev{i}" for i in range(devices)])
@@ -67,6 +71,29 @@ def test_transfer_cli_predicts_every_architecture(tmp_path):
         assert rho > {"bayes": 0.85, "proxy": 0.3, "ridge": 0.3, "flops": -1}[method], (method, rho)
         if method == "bayes":   # calibrated, not just ranked
             assert np.median(np.abs(pred[rest] - hidden[rest]) / hidden[rest]) < 0.25
+
+
+def test_transfer_to_a_device_that_runs_only_live_edges(tmp_path):
+    """The table's devices run all six edges; the new one drops dead edges. ``--graph live``
+    reuses the table's op costs on the ops the device runs, ``auto`` finds that from the samples."""
+    table = tmp_path / "wide.csv"
+    hidden = synthetic_table(table, hidden_graph="live")
+    rest = np.ones(len(hidden), bool)
+    rho = {}
+    for g in transfer.GRAPHS:
+        scores = []
+        for seed in range(5):
+            idx = np.random.default_rng(seed).choice(len(hidden), 10, replace=False)
+            (tmp_path / "s.csv").write_text("arch_index,latency_ms\n" + "".join(f"{i},{hidden[i]:.4f}\n" for i in idx))
+            assert transfer.main(["--table", str(table), "--target-samples", str(tmp_path / "s.csv"),
+                                  "--out", str(tmp_path / "p.csv"), "--graph", g]) == 0
+            pred = np.array([float(r["latency_ms_pred"]) for r in csv.DictReader((tmp_path / "p.csv").open())])
+            rest[:] = True
+            rest[idx] = False
+            scores.append(spearmanr(pred[rest], hidden[rest]).statistic)
+        rho[g] = float(np.mean(scores))
+    assert rho["live"] > 0.95 and rho["live"] > rho["all"] + 0.03, rho
+    assert rho["auto"] > rho["all"], rho
 
 
 @pytest.mark.parametrize("body, msg", [
