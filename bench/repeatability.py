@@ -1,0 +1,52 @@
+"""How well does this machine agree with itself? The acc@x% ceiling of any latency predictor.
+
+Given two or more campaigns that measured the same candidates in the same contexts (e.g. the
+same ``python -m harness.collect`` run twice), prints the fraction of (candidate, context) pairs
+whose medians agree within 5/10/15% between every pair of campaigns, with the spread of the
+ratios. A predictor scored against one campaign cannot be expected to beat the fraction a second
+measurement of the same thing reaches.
+
+    python -m harness.collect --out runs/a && python -m harness.collect --out runs/b
+    python bench/repeatability.py runs/a/<campaign> runs/b/<campaign>
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+KEY = ("target", "candidate_id", "threads", "background_load")
+
+
+def medians(run: Path) -> dict[tuple, float]:
+    rows = pq.read_table(run / "measurements.parquet").to_pylist()
+    return {tuple(r[k] for k in KEY): r["latency_ms_median"] for r in rows
+            if r["status"] == "ok" and r["latency_ms_median"]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("runs", nargs="+", type=Path, help="campaign folders (measurements.parquet)")
+    args = ap.parse_args(argv)
+    if len(args.runs) < 2:
+        ap.error("need at least two campaigns")
+    ms = [medians(r) for r in args.runs]
+    for (i, a), (j, b) in itertools.combinations(enumerate(ms), 2):
+        common = sorted(set(a) & set(b))
+        if not common:
+            print(f"{args.runs[i].name} vs {args.runs[j].name}: nothing measured in both")
+            continue
+        r = np.array([b[k] / a[k] for k in common])
+        dev = np.abs(r - 1)
+        print(f"{args.runs[i].name} vs {args.runs[j].name}: {len(common)} (candidate, context) pairs; "
+              f"within 5% {np.mean(dev <= 0.05):.2f}, 10% {np.mean(dev <= 0.10):.2f}, 15% {np.mean(dev <= 0.15):.2f}; "
+              f"ratio median {np.median(r):.3f}, 5-95% {np.percentile(r, 5):.3f}-{np.percentile(r, 95):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
