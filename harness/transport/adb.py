@@ -33,10 +33,10 @@ class ADBTransport:
     def _base(self) -> list[str]:
         return [self.adb] + (["-s", self.serial] if self.serial else [])
 
-    def _client(self, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    def _client(self, args: list[str], timeout: float, device: bool = True) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run(self._base() + args, stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=timeout)
+            return subprocess.run((self._base() if device else [self.adb]) + args, stdin=subprocess.DEVNULL,
+                                  capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise TransportError(f"{self.description}: adb {args[0]} gave no answer within {timeout:.0f} s") from None
         except OSError as e:
@@ -56,7 +56,7 @@ class ADBTransport:
             raise TransportError(f"{self.description}: {self.adb} not found (install Android platform-tools, "
                                  f"or name it with adb: in the inventory)")
         if self.serial and ":" in self.serial:     # wireless adb: HOST:PORT
-            p = subprocess.run([self.adb, "connect", self.serial], capture_output=True, timeout=self.connect_timeout_s)
+            p = self._client(["connect", self.serial], self.connect_timeout_s, device=False)
             out = p.stdout.decode(errors="replace")
             if p.returncode != 0 or "connected to" not in out:
                 raise TransportError(f"{self.description}: adb connect failed ({self._why(p)})")
