@@ -3,7 +3,8 @@
 Given two or more campaigns that measured the same candidates in the same contexts (e.g. the
 same ``python -m harness.collect`` run twice), prints the fraction of (candidate, context) pairs
 whose medians agree within 5/10/15% between every pair of campaigns, with the spread of the
-ratios. A predictor scored against one campaign cannot be expected to beat the fraction a second
+ratios: for the latency in ms and for the relative latency (to the reference model measured in
+pairs with each job). A predictor scored against one campaign cannot be expected to beat the fraction a second
 measurement of the same thing reaches.
 
     python -m harness.collect --out runs/a && python -m harness.collect --out runs/b
@@ -22,30 +23,36 @@ import pyarrow.parquet as pq
 KEY = ("target", "candidate_id", "threads", "background_load")
 
 
-def medians(run: Path) -> dict[tuple, float]:
+def medians(run: Path, column: str = "latency_ms_median") -> dict[tuple, float]:
     rows = pq.read_table(run / "measurements.parquet").to_pylist()
-    return {tuple(r[k] for k in KEY): r["latency_ms_median"] for r in rows
-            if r["status"] == "ok" and r["latency_ms_median"]}
+    return {tuple(r[k] for k in KEY): r[column] for r in rows if r["status"] == "ok" and r.get(column)}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", nargs="+", type=Path, help="campaign folders (measurements.parquet)")
+    ap.add_argument("--column", action="append", help="measurements.parquet column(s) to compare "
+                    "(default: latency_ms_median and latency_rel_median)")
     args = ap.parse_args(argv)
     if len(args.runs) < 2:
         ap.error("need at least two campaigns")
-    ms = [medians(r) for r in args.runs]
+    for col in args.column or ("latency_ms_median", "latency_rel_median"):
+        print(f"[{col}]")
+        compare(args.runs, [medians(r, col) for r in args.runs])
+    return 0
+
+
+def compare(runs: list[Path], ms: list[dict]) -> None:
     for (i, a), (j, b) in itertools.combinations(enumerate(ms), 2):
         common = sorted(set(a) & set(b))
         if not common:
-            print(f"{args.runs[i].name} vs {args.runs[j].name}: nothing measured in both")
+            print(f"{runs[i].name} vs {runs[j].name}: nothing measured in both")
             continue
         r = np.array([b[k] / a[k] for k in common])
         dev = np.abs(r - 1)
-        print(f"{args.runs[i].name} vs {args.runs[j].name}: {len(common)} (candidate, context) pairs; "
+        print(f"{runs[i].name} vs {runs[j].name}: {len(common)} (candidate, context) pairs; "
               f"within 5% {np.mean(dev <= 0.05):.2f}, 10% {np.mean(dev <= 0.10):.2f}, 15% {np.mean(dev <= 0.15):.2f}; "
               f"ratio median {np.median(r):.3f}, 5-95% {np.percentile(r, 5):.3f}-{np.percentile(r, 95):.3f}")
-    return 0
 
 
 if __name__ == "__main__":

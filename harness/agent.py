@@ -641,8 +641,9 @@ def measure(rt, req, src=None, knobs=None):
             other = (after["system_cpu_busy_s"] - before["system_cpu_busy_s"]) - (
                 after["agent_cpu_s"] - before["agent_cpu_s"]) - bg_cpu
             after["external_load_cpus"] = min(float(os.cpu_count() or 1), max(0.0, other / wall))
+        ref = _paired_reference(rt, interp, req.get("reference"), threads, n_runs, clock)
         return {
-            "ok": True, "runtime": rt.name, "runtime_version": rt.version, "threads": threads,
+            "ok": True, "runtime": rt.name, "runtime_version": rt.version, "threads": threads, "reference": ref,
             "load_ms": load_ms, "first_inference_ms": first_ms, "warmup_ms": warm,
             "warmup_stable": stable, "samples_ms": samples, "peak_rss_mb": rss, "rss_method": rss_method,
             "background": [{"pid": p.pid, "cpu": c} for p, c in procs],
@@ -653,6 +654,36 @@ def measure(rt, req, src=None, knobs=None):
             os.sched_setaffinity(0, old_affinity)
         stop_background_load(procs)
         del interp
+
+
+def _paired_reference(rt, interp, spec, threads, n_runs, clock):
+    """Relative latency: after the timed loop (so neither its samples nor its energy see this),
+    ``n`` pairs of one model invoke and one reference-model invoke, back to back, alternating
+    which goes first. A machine whose speed drifts (a shared VM, DVFS, a busy neighbour) moves
+    both alike, so their ratio repeats far better than either alone."""
+    if not spec:
+        return None
+    try:
+        ref = rt.Interpreter(model_path=spec["model"], num_threads=threads)
+        ref.allocate_tensors()
+    except Exception as e:
+        return {"id": spec.get("id"), "error": "cannot load reference: %s" % str(e).splitlines()[0]}
+    _inputs(ref, 0)
+    for _ in range(int(spec.get("warmup", 10))):
+        ref.invoke()
+    model_ms, ref_ms = [], []
+    for i in range(int(spec.get("n", n_runs))):
+        order = (interp, ref) if i % 2 == 0 else (ref, interp)
+        t0 = clock()
+        order[0].invoke()
+        t1 = clock()
+        order[1].invoke()
+        t2 = clock()
+        a, b = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+        model_ms.append(a if i % 2 == 0 else b)
+        ref_ms.append(b if i % 2 == 0 else a)
+    del ref
+    return {"id": spec.get("id"), "sha256": spec.get("sha256"), "model_ms": model_ms, "reference_ms": ref_ms}
 
 
 def hello(rt, src=None):

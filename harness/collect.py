@@ -22,6 +22,8 @@ from harness.zoo.manifest import BUNDLED, load_manifest
 
 QUICK = {"threads": [1, 2], "background_load": [0, 1], "runs": 50}
 FULL = {"threads": [1, 2, 4], "background_load": [0, 1, 2], "runs": 200}
+# Measured in pairs with every job (relative latency, latency_rel_median): a mid-sized bundled model.
+DEFAULT_REFERENCE = "dc-w100-d0-r64-float32"
 
 
 def _int_list(s: str, what: str) -> list[int]:
@@ -44,6 +46,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--background-load", type=lambda s: _int_list(s, "--background-load"),
                     help="busy processes on the target, e.g. 0,1,2")
     ap.add_argument("--runs", type=int, help="timed runs per job")
+    ap.add_argument("--reference", default=DEFAULT_REFERENCE,
+                    help="after each job's timed runs, this model and the job's are invoked in pairs, back to back, "
+                         "for a relative latency that a drifting machine repeats (a candidate id of the zoo or the "
+                         f"bundled zoo, or a .tflite path; 'none' to skip; default {DEFAULT_REFERENCE})")
     ap.add_argument("--full", action="store_true", help=f"the full grid {FULL}")
     ap.add_argument("--candidates", help="comma-separated candidate ids (default: all)")
     ap.add_argument("--limit", type=int, help="only the first N candidates")
@@ -89,7 +95,24 @@ def _plan(args) -> dict:
         grid["background_load"] = args.background_load
     if args.runs:
         grid["runs"] = args.runs
+    grid["reference"] = _reference(args.reference, args.zoo)
     return grid
+
+
+def _reference(spec: str, zoo: Path | None) -> dict | None:
+    if spec == "none":
+        return None
+    from harness.zoo.graph import sha256_file
+    p = Path(spec)
+    if p.suffix == ".tflite":
+        if not p.is_file():
+            raise BadInput(f"--reference: {p}: no such file")
+        return {"id": p.stem, "path": str(p.resolve()), "sha256": sha256_file(p)}
+    for z in ([zoo] if zoo else []) + [BUNDLED]:
+        for c in load_manifest(z)[1]:
+            if c.id == spec:
+                return {"id": c.id, "path": str(Path(c.path).resolve()), "sha256": c.sha256}
+    raise BadInput(f"--reference: {spec!r} is neither a .tflite file nor a candidate of the zoo or the bundled zoo")
 
 
 def _settings_doc(args, grid) -> dict:
@@ -174,9 +197,10 @@ def _main(args, argv) -> int:
                              for th in grid["threads"] for bg in grid["background_load"]])
     settings = RunSettings(job_timeout_s=args.job_timeout, retries=args.retries, backoff_s=args.backoff,
                            known_hosts=args.known_hosts, ssh_config=args.ssh_config,
-                           trust_new_hosts=args.trust_new_hosts)
+                           trust_new_hosts=args.trust_new_hosts, reference=grid.get("reference"))
     log(f"campaign {cid}: {len(targets)} target(s), grid threads={grid['threads']} "
-        f"background_load={grid['background_load']} runs={grid['runs']} -> {run_dir}/")
+        f"background_load={grid['background_load']} runs={grid['runs']} "
+        f"reference={(grid.get('reference') or {}).get('id')} -> {run_dir}/")
     t0 = time.time()
     stop = threading.Event()
     workers = [TargetWorker(cid, t, store, settings, log, stop) for t in targets]

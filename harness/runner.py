@@ -34,6 +34,7 @@ class RunSettings:
     ssh_config: str = "~/.ssh/config"
     trust_new_hosts: bool = False
     connect_timeout_s: float = 10.0
+    reference: dict | None = None   # {id, path, sha256}: measured in pairs with every job (relative latency)
 
 
 class SetupError(TransportError):
@@ -114,6 +115,10 @@ class Session:
             req["power_meter"] = t.power_meter
         if t.cpus:
             req["cpus"] = list(t.cpus)
+        ref = self.settings.reference
+        if ref:
+            req["reference"] = {"model": self.ensure_model(ref["sha256"], ref["path"]), "id": ref["id"],
+                                "sha256": ref["sha256"]}
         if t.cooldown_c and self.baseline_c:
             req["cooldown"] = {"baseline": self.baseline_c, "above_c": t.cooldown_c, "timeout_s": 300}
         return req

@@ -64,6 +64,7 @@ EXPORT_COLUMNS = (
     "peak_rss_mb", "energy_mj", "energy_source", "idle_power_mw", "throttled", "context_flags",
     "status", "error", "started_at", "macs",
     "accuracy", "harness_version", "measured_by", "pinned", "cpu_affinity", "cooldown_s",
+    "reference_id", "reference_ms_median", "latency_rel_median",
 )
 
 
@@ -168,12 +169,17 @@ class Store:
         flags = context_flags(res.get("context_before", {}), res.get("context_after", {}))
         energy = energy_of(res, power_model)
         keep = {k: v for k, v in res.items() if k not in ("samples_ms", "warmup_ms", "context_before", "context_after")}
+        ref = res.get("reference") or {}
+        if ref.get("model_ms"):   # the paired phase's raw samples go to the samples table too
+            keep["reference"] = {k: v for k, v in ref.items() if k not in ("model_ms", "reference_ms")}
         with self._tx() as db:
             db.execute("DELETE FROM samples WHERE job_id=?", (job_id,))
             db.execute("DELETE FROM contexts WHERE job_id=?", (job_id,))
             db.executemany("INSERT INTO samples VALUES (?,?,?,?)",
                            [(job_id, "timed", i, x) for i, x in enumerate(res["samples_ms"])]
-                           + [(job_id, "warmup", i, x) for i, x in enumerate(res.get("warmup_ms", []))])
+                           + [(job_id, "warmup", i, x) for i, x in enumerate(res.get("warmup_ms", []))]
+                           + [(job_id, "paired", i, x) for i, x in enumerate(ref.get("model_ms", []))]
+                           + [(job_id, "reference", i, x) for i, x in enumerate(ref.get("reference_ms", []))])
             db.executemany("INSERT INTO contexts VALUES (?,?,?)",
                            [(job_id, p, json.dumps(res.get("context_" + p, {}))) for p in ("before", "after")])
             db.execute(
@@ -256,7 +262,15 @@ class Store:
             row["latency_ms_mean"] = float(s.mean()) if have else None
             row["latency_ms_std"] = float(s.std(ddof=1)) if len(s) > 1 else None
             row["latency_ms_min"] = float(s.min()) if have else None
-            hy = (json.loads(j["result"]) if j["result"] else {}).get("hygiene") or {}
+            result = json.loads(j["result"]) if j["result"] else {}
+            pm = np.asarray(samples.get((j["id"], "paired"), []), float)
+            pr = np.asarray(samples.get((j["id"], "reference"), []), float)
+            if len(pm) and len(pm) == len(pr):
+                # Relative latency: the median of each pair's ratio (model / reference, back to back).
+                row["reference_id"] = (result.get("reference") or {}).get("id")
+                row["reference_ms_median"] = float(np.median(pr))
+                row["latency_rel_median"] = float(np.median(pm / pr))
+            hy = result.get("hygiene") or {}
             row["pinned"] = ",".join(f"{k}={v}" for k, v in sorted(hy.get("pinned", {}).items())) or None
             row["cpu_affinity"] = ",".join(map(str, hy["cpu_affinity"])) if "cpu_affinity" in hy else None
             row["cooldown_s"] = hy["cooldown"]["waited_s"] if "cooldown" in hy else None
@@ -308,7 +322,7 @@ class Store:
         types = {"threads": pa.int32(), "background_load": pa.int32(), "n_runs": pa.int32(),
                  "warmup_runs": pa.int32(), "macs": pa.int64(), "warmup_stable": pa.bool_(), "throttled": pa.bool_(),
                  "started_at": pa.float64(), "accuracy": pa.float64(), "energy_mj": pa.float64(),
-                 "idle_power_mw": pa.float64(), "cooldown_s": pa.float64()}
+                 "idle_power_mw": pa.float64(), "cooldown_s": pa.float64(), "latency_rel_median": pa.float64()}
         fields = [pa.field(c, types.get(c, pa.float64() if ("_ms" in c or c.endswith("_mb")) else pa.string()))
                   for c in EXPORT_COLUMNS]
         schema = pa.schema(fields, metadata={"schema_version": str(SCHEMA_VERSION), "harness_version": __version__})

@@ -135,3 +135,30 @@ def test_bad_plan_is_one_line(tmp_path, small_zoo, capsys):
     plan.write_text("threads: [1, two]\n")
     assert main(["--zoo", str(small_zoo), "--out", str(tmp_path / "runs"), "--plan", str(plan)]) == 2
     assert "plan.yaml: threads: expected a list of non-negative integers, got [1, 'two']" in capsys.readouterr().err
+
+
+def test_relative_latency_to_a_reference_measured_in_pairs(tmp_path, capsys):
+    """Each job ends with its model and the reference invoked in pairs; latency_rel_median is
+    the median pair ratio. With the model as its own reference the ratio is 1."""
+    cid = "dc-w025-d2-r32-float32"
+    zoo = make_zoo(tmp_path / "zoo", [cid, "dc-w050-d0-r64-float32"])
+    out = tmp_path / "runs"
+    assert main(["--zoo", str(zoo), "--out", str(out), "--runs", "40", "--threads", "1", "--background-load", "0",
+                 "--no-report", "-q", "--reference", cid]) == 0
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    rows = {r["candidate_id"]: r for r in pq.read_table(run / "measurements.parquet").to_pylist()}
+    same, big = rows[cid], rows["dc-w050-d0-r64-float32"]
+    assert same["reference_id"] == cid and 0.85 <= same["latency_rel_median"] <= 1.15
+    assert big["reference_ms_median"] > 0 and big["latency_rel_median"] > 1.5   # a bigger model than the reference
+    db = sqlite3.connect(run / "campaign.sqlite")
+    n = dict(db.execute("SELECT phase, count(*) FROM samples GROUP BY phase").fetchall())
+    assert n["paired"] == n["reference"] == 80 and n["timed"] == 80     # the timed samples stay apart
+    # The default reference is a bundled model; 'none' skips the phase; a wrong one is one line.
+    assert main(["--zoo", str(zoo), "--out", str(tmp_path / "r2"), "--runs", "5", "--threads", "1",
+                 "--background-load", "0", "--no-report", "-q", "--reference", "none"]) == 0
+    (run2,) = (tmp_path / "r2").iterdir()
+    assert all(r["latency_rel_median"] is None for r in pq.read_table(run2 / "measurements.parquet").to_pylist())
+    capsys.readouterr()
+    assert main(["--zoo", str(zoo), "--out", str(tmp_path / "r3"), "--reference", "no-such-model"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --reference: 'no-such-model' is neither") and "\n" not in err

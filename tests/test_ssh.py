@@ -82,9 +82,12 @@ def test_three_sshd_targets_give_the_same_rows_as_local(servers, tmp_path, small
             # four targets share 2 cores here, so only a loose bound on the timing itself
             assert 0.2 < r["latency_ms_median"] / loc["latency_ms_median"] < 5
     assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()
-    # the odd workdir exists literally on the target, with models cached by content hash
+    # the odd workdir exists literally on the target, with models (and the reference) cached by content hash
     models = list((tmp_path / "w" / "s0" / ODD / "models").iterdir())
-    assert sorted(m.name for m in models) == sorted(r["candidate_sha256"] + ".tflite" for r in by_target["s0"].values())
+    from harness.collect import DEFAULT_REFERENCE, _reference
+    ref = _reference(DEFAULT_REFERENCE, None)["sha256"]
+    assert sorted(m.name for m in models) == sorted({r["candidate_sha256"] + ".tflite" for r in by_target["s0"].values()}
+                                                    | {ref + ".tflite"})
 
 
 def test_unknown_host_key_is_refused_unless_trusted(servers, tmp_path, small_zoo, small_ids, capsys):
