@@ -29,7 +29,7 @@ if __name__ == "__main__" and not __package__:
     # Run as a plain script from a checkout: make the harness package importable. (Deployed, the
     # agent runs from a zip bundle that holds harness/agent.py, harness/telemetry/meters and the parsers.)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness.telemetry.meters import MeterError, PowerSampler, discover, open_meter, read_num, read_text  # noqa: E402
+from harness.telemetry.meters import MeterError, PowerSampler, discover, energy_summary, open_meter, read_num, read_text  # noqa: E402
 from harness.telemetry.parsers import ParseError, parse_dumpsys_battery, parse_thermalservice  # noqa: E402
 
 # cpufreq drivers whose "performance" governor sets an energy preference, not a frequency (the
@@ -45,6 +45,11 @@ _BUSY = (
     "    for _ in range(200000):\n"
     "        pass\n"
 )
+
+
+def _first_line(e):
+    """An exception as one line: its message's first line, or its type when the message is empty."""
+    return str(e).splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 class Runtime(object):
@@ -72,7 +77,7 @@ def load_runtime(prefer=None):
                 import tensorflow as tf
                 return Runtime("tensorflow.lite", tf.__version__, tf.lite.Interpreter)
         except Exception as e:  # ImportError, or a runtime that crashes on import (NumPy 2)
-            errors.append("%s: %s" % (name, str(e).splitlines()[0] if str(e) else type(e).__name__))
+            errors.append("%s: %s" % (name, _first_line(e)))
     raise RuntimeError("no TFLite runtime importable (" + "; ".join(errors) + ")")
 
 
@@ -219,7 +224,7 @@ def context_snapshot(src=None):
             if temps:
                 snap["temp_c"] = temps
         except (OSError, subprocess.SubprocessError, ParseError) as e:
-            snap["android_thermal_error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+            snap["android_thermal_error"] = _first_line(e)
     if src.dumpsys and not src.battery:
         # Newer Android keeps power_supply from the adb shell user: the framework still tells.
         try:
@@ -232,7 +237,7 @@ def context_snapshot(src=None):
             if "temperature_c" in bat:
                 snap["battery_temp_c"] = bat["temperature_c"]
         except (OSError, subprocess.SubprocessError, ParseError) as e:
-            snap["android_battery_error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+            snap["android_battery_error"] = _first_line(e)
     if src.battery:
         b = src.battery
         lvl = read_num(b + "/capacity")
@@ -312,7 +317,6 @@ def _idle_and_run(src, req, run):
     if src is None or not req.get("energy", True):
         return run(0.0)[0], None
     idle_s = float(req.get("idle_s", 0.5))
-    hz = float(req.get("power_hz", 50.0))
     if src.kind == "energy":
         t_i = time.monotonic()
         a = src.read_uj()
@@ -324,40 +328,26 @@ def _idle_and_run(src, req, run):
         c = src.read_uj()
         if None in (a, b, c):
             return out, None
-        idle_mw = src.delta_mj(a, b) / (t_a - t_i)
-        total = src.delta_mj(b, c)
-        info = {"source": src.name, "method": "counter", "n_power_samples": 0}
+        info = energy_summary(src.delta_mj(b, c), src.delta_mj(a, b) / (t_a - t_i), t_a, t_b)
+        info.update({"source": src.name, "method": "counter", "n_power_samples": 0})
     else:
-        sampler = PowerSampler(src, hz).start()
-        hz = sampler.hz   # a slow meter (firmware call, serial) caps the rate
-        try:
-            time.sleep(2.0 / hz)
-            t_i = time.monotonic()
-            time.sleep(idle_s)
-            t_a = time.monotonic()
-            out, n_inf = run(float(req.get("energy_min_window_s", 10.0 / hz)))
-            t_b = time.monotonic()
-            time.sleep(2.0 / hz)
+        sampler = PowerSampler(src, float(req.get("power_hz", 50.0))).start()
+        try:   # a slow meter (firmware call, serial) caps the rate: sampler.hz
+            out, n_inf, t_i, t_a, t_b = _windows(sampler.hz, req, run)
         finally:
             sampler.stop()
-        idle, _ = sampler.integrate(t_i, t_a)
-        total, n = sampler.integrate(t_a, t_b)
-        if idle is None or total is None:
+        info = sampler.window_energy(t_i, t_a, t_b)
+        if info is None:
             return out, None
-        idle_mw = idle / (t_a - t_i)
-        info = {"source": src.name, "method": "sampled %.0f Hz, trapezoid" % sampler.hz, "n_power_samples": n}
-    dur = t_b - t_a
-    info.update({"window_s": dur, "n_inferences": n_inf, "t_start_mono": t_a, "t_end_mono": t_b, "energy_total_mj": total,
-                 "idle_power_mw": idle_mw, "mean_power_mw": total / dur if dur > 0 else None,
-                 "energy_above_idle_mj": total - idle_mw * dur})
+        info.update({"source": src.name, "method": "sampled %.0f Hz, trapezoid" % sampler.hz})
+    info["n_inferences"] = n_inf
     return out, info
 
 
-def _window_for_host(req, run):
-    """A meter on the host samples; the agent only keeps the same idle-then-run windows on its own
-    clock (the host aligns the two clocks and integrates). The margins let the host's samples
-    cover both ends."""
-    hz = float(req["host_meter"]["hz"])
+def _windows(hz, req, run):
+    """The idle window, then the run window stretched to at least 10 periods of a meter sampled
+    at ``hz``, with 2 periods of margin at both ends so the samples cover them:
+    (run's result, inferences, t_idle, t_start, t_end) on this device's monotonic clock."""
     time.sleep(2.0 / hz)
     t_i = time.monotonic()
     time.sleep(float(req.get("idle_s", 0.5)))
@@ -365,6 +355,13 @@ def _window_for_host(req, run):
     out, n_inf = run(float(req.get("energy_min_window_s", 10.0 / hz)))
     t_b = time.monotonic()
     time.sleep(2.0 / hz)
+    return out, n_inf, t_i, t_a, t_b
+
+
+def _window_for_host(req, run):
+    """A meter on the host samples; the agent only keeps the same windows on its own clock (the
+    host aligns the two clocks and integrates)."""
+    out, n_inf, t_i, t_a, t_b = _windows(float(req["host_meter"]["hz"]), req, run)
     return out, {"method": "host", "source": req["host_meter"].get("name", "host"), "t_idle_mono": t_i,
                  "t_start_mono": t_a, "t_end_mono": t_b, "window_s": t_b - t_a, "n_inferences": n_inf}
 
@@ -598,7 +595,7 @@ def measure(rt, req, src=None, knobs=None):
             interp = rt.Interpreter(model_path=req["model"], num_threads=threads)
             interp.allocate_tensors()
         except Exception as e:
-            return {"ok": False, "kind": "model", "error": "cannot load model: %s" % str(e).splitlines()[0]}
+            return {"ok": False, "kind": "model", "error": "cannot load model: %s" % _first_line(e)}
         load_ms = (clock() - t0) * 1e3
         _inputs(interp, int(req.get("seed", 0)))
         t0 = clock()
@@ -667,7 +664,7 @@ def _paired_reference(rt, interp, spec, threads, n_runs, clock):
         ref = rt.Interpreter(model_path=spec["model"], num_threads=threads)
         ref.allocate_tensors()
     except Exception as e:
-        return {"id": spec.get("id"), "error": "cannot load reference: %s" % str(e).splitlines()[0]}
+        return {"id": spec.get("id"), "error": "cannot load reference: %s" % _first_line(e)}
     _inputs(ref, 0)
     for _ in range(int(spec.get("warmup", 10))):
         ref.invoke()

@@ -59,18 +59,15 @@ def measure_with_host_meter(hm: HostMeter, ping: Callable[[], float], request: C
     off_b, err_b = clock_offset(ping)
     off = (off_a + off_b) / 2.0
     t_i, t_a, t_b = (e["t_idle_mono"] - off, e["t_start_mono"] - off, e["t_end_mono"] - off)
-    idle, _ = sampler.integrate(t_i, t_a)
-    total, n = sampler.integrate(t_a, t_b)
-    if idle is None or total is None:
+    host = sampler.window_energy(t_i, t_a, t_b)
+    if host is None:
         res["energy"] = None
         res.setdefault("warnings", []).append(f"host meter {hm.name}: no samples over the job's window")
         return res
-    dur = t_b - t_a
-    idle_mw = idle / (t_a - t_i)
-    res["energy"] = dict(
-        e, source=hm.name, method=f"sampled {sampler.hz:.0f} Hz on the host, trapezoid, clocks aligned",
-        n_power_samples=n, energy_total_mj=total, idle_power_mw=idle_mw, mean_power_mw=total / dur if dur > 0 else None,
-        energy_above_idle_mj=total - idle_mw * dur, clock_offset_s=off,
-        clock_uncertainty_s=max(err_a, err_b) + abs(off_b - off_a) / 2.0, clock_drift_s=off_b - off_a,
-        t_start_host=t_a, t_end_host=t_b)
+    # The window's times stay the device's (t_start_mono, as the agent reported them); the host's beside them.
+    host["t_start_host"], host["t_end_host"] = host.pop("t_start_mono"), host.pop("t_end_mono")
+    res["energy"] = dict(e, **host, source=hm.name,
+                         method=f"sampled {sampler.hz:.0f} Hz on the host, trapezoid, clocks aligned",
+                         clock_offset_s=off, clock_uncertainty_s=max(err_a, err_b) + abs(off_b - off_a) / 2.0,
+                         clock_drift_s=off_b - off_a)
     return res

@@ -15,9 +15,9 @@ inventory names, external meters included:
 """
 
 from harness.telemetry.meters import android, ina2xx, ina3221, pi5_pmic, rapl, tegrastats, usb_meter
-from harness.telemetry.meters.base import MeterError, PowerMeter, PowerSampler, SysfsPower, read_num, read_text
+from harness.telemetry.meters.base import MeterError, PowerMeter, PowerSampler, SysfsPower, energy_summary, read_num, read_text
 
-__all__ = ["MeterError", "PowerMeter", "PowerSampler", "SysfsPower", "read_num", "read_text", "discover",
+__all__ = ["MeterError", "PowerMeter", "PowerSampler", "SysfsPower", "energy_summary", "read_num", "read_text", "discover",
            "open_meter", "TYPES"]
 
 TYPES = ("ina3221", "rapl", "android-battery", "termux", "pi5-pmic", "tegrastats", "ina219", "ina226", "ina260",

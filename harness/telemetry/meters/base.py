@@ -70,6 +70,15 @@ class SysfsPower(PowerMeter):
         return total
 
 
+def energy_summary(total_mj, idle_mw, t_a, t_b):
+    """The energy fields of a run window [t_a, t_b]: its total, the idle power measured just
+    before it, and what is left above idle. mW x s = mJ."""
+    dur = t_b - t_a
+    return {"window_s": dur, "t_start_mono": t_a, "t_end_mono": t_b, "energy_total_mj": total_mj,
+            "idle_power_mw": idle_mw, "mean_power_mw": total_mj / dur if dur > 0 else None,
+            "energy_above_idle_mj": total_mj - idle_mw * dur}
+
+
 class PowerSampler:
     """Samples a power meter in a background thread at ``hz`` (at most the meter's ``max_hz``)
     on the device's monotonic clock."""
@@ -108,6 +117,17 @@ class PowerSampler:
     def stop(self):
         self._stop.set()
         self._thread.join(2.0)
+
+    def window_energy(self, t_i, t_a, t_b):
+        """``energy_summary`` of the run window [t_a, t_b] with idle power from [t_i, t_a], plus
+        ``n_power_samples``; None when the samples do not cover both windows."""
+        idle, _ = self.integrate(t_i, t_a)
+        total, n = self.integrate(t_a, t_b)
+        if idle is None or total is None:
+            return None
+        out = energy_summary(total, idle / (t_a - t_i), t_a, t_b)
+        out["n_power_samples"] = n
+        return out
 
     def integrate(self, t0, t1):
         """(energy mJ over [t0, t1] by the trapezoid rule, samples inside), with the curve
