@@ -4,7 +4,8 @@ The device is the local machine with its agent in its own time namespace (``unsh
 its monotonic clock runs 5000 s ahead of the host's, as a remote board's clock differs from the
 collector's. A pty plays a UM25C USB meter on the host whose power follows a known curve of the
 host's clock. The estimated offset must be the namespace's, and the energy the exact integral of
-the curve over the device's window mapped onto the host's clock."""
+the curve over the device's window mapped onto the host's clock. Where time namespaces are not
+available the test still runs, on an unshifted clock (offset 0), and warns that it did."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import pyarrow.parquet as pq
 import pytest
@@ -40,16 +42,22 @@ def curve_integral(t0: float, t1: float) -> float:
     return P0 * (t1 - t0) - P1 / w * (math.cos(w * t1) - math.cos(w * t0))
 
 
-def shifted_python(tmp_path):
-    probe = subprocess.run(["unshare", "--time", "--monotonic", str(SHIFT), "--boottime", str(SHIFT), sys.executable,
-                            "-c", "import time; print(time.monotonic())"], capture_output=True, text=True)
-    if probe.returncode != 0 or shutil.which("unshare") is None:
-        pytest.skip(f"no time namespaces here (unshare --time: {probe.stderr.strip()})")
+def shifted_python(tmp_path) -> tuple[str, int]:
+    """(an interpreter whose monotonic clock runs SHIFT s ahead, SHIFT). Without time namespaces
+    (no unshare, or not permitted) the device keeps the host's clock: (this interpreter, 0), and
+    the alignment is then only checked to find no offset, with a warning saying so."""
+    cmd = ["unshare", "--time", "--monotonic", str(SHIFT), "--boottime", str(SHIFT), sys.executable]
+    probe = subprocess.run(cmd + ["-c", "import time; print(time.monotonic())"], capture_output=True, text=True) \
+        if shutil.which("unshare") else None
+    if probe is None or probe.returncode != 0:
+        warnings.warn(f"no time namespaces here ({probe.stderr.strip() if probe else 'no unshare'}): "
+                      f"the host meter is aligned to an unshifted clock", stacklevel=2)
+        return sys.executable, 0
     assert float(probe.stdout) - time.monotonic() == pytest.approx(SHIFT, abs=5)
     w = tmp_path / "python-shifted"
-    w.write_text(f'#!/bin/sh\nexec unshare --time --monotonic {SHIFT} --boottime {SHIFT} {sys.executable} "$@"\n')
+    w.write_text("#!/bin/sh\nexec " + " ".join(cmd) + ' "$@"\n')
     w.chmod(0o755)
-    return w
+    return str(w), SHIFT
 
 
 @pytest.fixture
@@ -86,7 +94,7 @@ def test_clock_offset_takes_the_fastest_exchange():
 
 
 def test_host_meter_energy_on_a_shifted_device_clock(tmp_path, host_um25c):
-    py = shifted_python(tmp_path)
+    py, shift = shifted_python(tmp_path)
     inv = tmp_path / "inv.yaml"
     inv.write_text(f"targets:\n  - name: board\n    profile: x86-linux\n    transport: local\n    python: {py}\n"
                    f"    power_meter: {{type: um25c, port: {host_um25c}, attached: host}}\n")
@@ -98,7 +106,7 @@ def test_host_meter_energy_on_a_shifted_device_clock(tmp_path, host_um25c):
     (res,) = [json.loads(r[0]) for r in sqlite3.connect(run / "campaign.sqlite").execute("SELECT result FROM jobs")]
     e = res["energy"]
     assert e["source"] == f"sensor:um25c:{host_um25c}@host" and "on the host" in e["method"]
-    assert e["clock_offset_s"] == pytest.approx(SHIFT, abs=0.02) and e["clock_uncertainty_s"] < 0.02
+    assert e["clock_offset_s"] == pytest.approx(shift, abs=0.02) and e["clock_uncertainty_s"] < 0.02
     assert e["t_start_mono"] - e["t_start_host"] == pytest.approx(e["clock_offset_s"])
     # The window is stretched to 10 meter periods (5 Hz: 2 s) with extra inferences.
     assert e["window_s"] >= 2.0 and e["n_inferences"] > 20 and e["n_power_samples"] >= 8
