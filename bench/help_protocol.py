@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     macs = transfer.nb201_macs(feats)
     methods = ("flops", "ridge", "proxy", "bayes")
     res = {m: {} for m in methods}
+    se = {}
     t0 = time.perf_counter()
     for d, dev in enumerate(t.devices):
         others = [i for i in range(len(t.devices)) if i != d]
@@ -51,15 +52,20 @@ def main(argv=None) -> int:
                 scores[m].append(spearmanr(p[te], t.latency[te, d]).statistic)
         for m in methods:
             res[m][dev] = float(np.mean(scores[m]))
+        diff = np.subtract(scores["bayes"], scores["ridge"])   # paired: same samples in each draw
+        se[dev] = float(diff.std(ddof=1) / np.sqrt(len(diff)))
     wall = time.perf_counter() - t0
     print(f"HELP protocol: {args.table.name}, {len(t.devices)} devices, leave one out, {args.samples} samples, "
           f"Spearman on {args.test} others, mean of {args.draws} draws")
-    print(f"{'device':16s}" + "".join(f"{m:>9s}" for m in methods) + "   bayes-ridge")
+    print(f"{'device':16s}" + "".join(f"{m:>9s}" for m in methods) + "   bayes-ridge (paired s.e.)")
     for dev in t.devices:
-        print(f"{dev:16s}" + "".join(f"{res[m][dev]:9.3f}" for m in methods) + f"   {res['bayes'][dev] - res['ridge'][dev]:+.3f}")
+        gap = res["bayes"][dev] - res["ridge"][dev]
+        print(f"{dev:16s}" + "".join(f"{res[m][dev]:9.3f}" for m in methods) + f"   {gap:+.3f} ({se[dev]:.3f})")
     print(f"{'mean':16s}" + "".join(f"{np.mean(list(res[m].values())):9.4f}" for m in methods))
     worse = [dev for dev in t.devices if res["bayes"][dev] < res["ridge"][dev]]
     print(f"bayes below ridge on {len(worse)} device(s): {', '.join(worse) or '-'}")
+    clear = [dev for dev in worse if res["ridge"][dev] - res["bayes"][dev] > 2 * se[dev]]
+    print(f"of which by more than 2 paired standard errors: {', '.join(clear) or '-'}")
     print(f"wall {wall:.1f} s")
     return 0
 

@@ -11,8 +11,11 @@ Two seed approaches, both usable from ``python -m predictors.transfer``:
   live edges, plus a fixed cost), latency_d(arch) / median_d = features(arch) . w_d. The w_d of
   the known devices are fitted on the whole table; they define a prior N(m, S) over a device's
   costs, weighted towards the known devices that rank the new samples alike (the proxy idea,
-  made soft). A new device's costs are the posterior mean given its few samples; noise is the
-  known devices' residual variance. Adding a device that is in no table needs only its samples.
+  made soft). A new device's costs are the posterior mean given its few samples. How sharply the
+  known devices are weighted, how wide the prior is and how noisy the samples are (relative to
+  the known devices' spread and residual variance) is chosen per new device by the samples'
+  marginal likelihood, so a noisy phone leans on the prior more than a quiet GPU. Adding a
+  device that is in no table needs only its samples.
   A new device whose runtime executes a different graph than the table's devices (``--graph
   live``: TFLite and other graph compilers drop a NAS-Bench-201 cell's dead edges; the table's
   PyTorch devices run all six) keeps the known devices' op costs as its prior but applies them
@@ -48,8 +51,18 @@ class FewShotCostModel:
     """Empirical-Bayes per-device cost model (see module doc). ``fit`` learns the prior from a
     table; ``adapt`` returns a predictor for one new device from its samples."""
 
-    def __init__(self, tau: float = 10.0, jitter: float = 1e-3):
-        self.tau = tau
+    # Chosen per new device by marginal likelihood of its samples (type-II maximum likelihood):
+    # how sharply the known devices are weighted by rank agreement, and how far the prior's spread
+    # and the noise are scaled from what the known devices show.
+    TAUS = (0.0, 5.0, 10.0, 20.0, 40.0)
+    PRIOR_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
+    NOISE_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+    def __init__(self, taus: tuple[float, ...] = TAUS, prior_scales: tuple[float, ...] = PRIOR_SCALES,
+                 noise_scales: tuple[float, ...] = NOISE_SCALES, jitter: float = 1e-3):
+        self.taus = taus
+        self.prior_scales = prior_scales
+        self.noise_scales = noise_scales
         self.jitter = jitter
 
     def fit(self, features: np.ndarray, latency: np.ndarray,
@@ -70,27 +83,47 @@ class FewShotCostModel:
         self.same_graph_ = target_features is None
         return self
 
-    def device_weights(self, rows: np.ndarray, y_ms: np.ndarray) -> np.ndarray:
-        # How each known device ranks the samples: its measured latencies, or, on another graph,
-        # its op costs applied to the ops the new device runs.
+    def device_similarity(self, rows: np.ndarray, y_ms: np.ndarray) -> np.ndarray:
+        """How each known device ranks the samples (Spearman): its measured latencies, or, on
+        another graph, its op costs applied to the ops the new device runs."""
         known = self.log_[rows] if self.same_graph_ else self.target_phi_[rows] @ self.device_costs_.T
-        sim = np.array([_spearman(known[:, d], y_ms) for d in range(known.shape[1])])
-        w = np.exp(self.tau * (sim - sim.max()))
-        return w / w.sum()
+        return np.array([_spearman(known[:, d], y_ms) for d in range(known.shape[1])])
+
+    def prior(self, rows: np.ndarray, y_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, dict]:
+        """(mean, covariance, noise variance) of the new device's costs before its samples, with the
+        hyperparameters that maximise the samples' marginal likelihood."""
+        sim = self.device_similarity(rows, y_ms)
+        W = self.device_costs_
+        a = self.target_phi_[rows]
+        t = y_ms / np.median(y_ms)
+        n = len(rows)
+        best = None
+        for tau in self.taus:
+            wts = np.exp(tau * (sim - sim.max()))
+            wts /= wts.sum()
+            m0 = wts @ W
+            d = W - m0
+            cov = (d.T * wts) @ d / max(1e-9, 1 - (wts ** 2).sum()) + self.jitter * np.eye(W.shape[1])
+            aca = a @ cov @ a.T
+            r = t - a @ m0
+            for ps in self.prior_scales:
+                for ns in self.noise_scales:
+                    k = ps * aca + ns * self.noise_var_ * np.eye(n)
+                    _, logdet = np.linalg.slogdet(k)
+                    ll = -0.5 * (r @ np.linalg.solve(k, r) + logdet)
+                    if best is None or ll > best[0]:
+                        best = (ll, m0, ps * cov, ns * self.noise_var_, dict(tau=tau, prior_scale=ps, noise_scale=ns))
+        return best[1:]
 
     def adapt(self, rows: np.ndarray, y_ms: np.ndarray) -> np.ndarray:
         """Predicted latency (ms) of every table row for a device measured on ``rows``."""
         rows = np.asarray(rows, int)
         y_ms = np.asarray(y_ms, float)
-        wts = self.device_weights(rows, y_ms)
-        W = self.device_costs_
-        m0 = wts @ W
-        d = W - m0
-        cov = (d.T * wts) @ d / max(1e-9, 1 - (wts ** 2).sum()) + self.jitter * np.eye(W.shape[1])
+        m0, cov, noise, self.chosen_ = self.prior(rows, y_ms)
         scale = float(np.median(y_ms))
         a = self.target_phi_[rows]
         ci = np.linalg.inv(cov)
-        w = np.linalg.solve(a.T @ a / self.noise_var_ + ci, a.T @ (y_ms / scale) / self.noise_var_ + ci @ m0)
+        w = np.linalg.solve(a.T @ a / noise + ci, a.T @ (y_ms / scale) / noise + ci @ m0)
         return np.maximum(self.target_phi_ @ w, 1e-6) * scale
 
 

@@ -96,6 +96,31 @@ def test_transfer_to_a_device_that_runs_only_live_edges(tmp_path):
     assert rho["auto"] > rho["all"], rho
 
 
+def test_bayes_reads_the_noise_of_a_new_device_from_its_samples(tmp_path):
+    """The prior's weighting, spread and the noise are chosen per device by the samples'
+    marginal likelihood: samples with 40% noise get a larger noise scale than clean ones, and
+    trusting them as much as the known devices are trusted ranks the rest worse."""
+    table = tmp_path / "wide.csv"
+    hidden = synthetic_table(table, n=600)
+    t = nb201.load_table(table)
+    feats = nb201.cell_features(t.arch)
+    noisy = hidden * np.random.default_rng(7).lognormal(0, 0.4, len(hidden))
+    tuned = transfer.FewShotCostModel().fit(feats, t.latency)
+    fixed = transfer.FewShotCostModel(taus=(10.0,), prior_scales=(1.0,), noise_scales=(1.0,)).fit(feats, t.latency)
+    chosen = {"clean": [], "noisy": []}
+    rho = {"tuned": [], "fixed": []}
+    for seed in range(8):
+        idx = np.random.default_rng(seed).choice(len(hidden), 10, replace=False)
+        rest = np.setdiff1d(np.arange(len(hidden)), idx)
+        tuned.adapt(idx, hidden[idx])
+        chosen["clean"].append(tuned.chosen_["noise_scale"])
+        rho["tuned"].append(spearmanr(tuned.adapt(idx, noisy[idx])[rest], hidden[rest]).statistic)
+        chosen["noisy"].append(tuned.chosen_["noise_scale"])
+        rho["fixed"].append(spearmanr(fixed.adapt(idx, noisy[idx])[rest], hidden[rest]).statistic)
+    assert np.median(chosen["noisy"]) > 2 * np.median(chosen["clean"]), chosen
+    assert np.mean(rho["tuned"]) > np.mean(rho["fixed"]) + 0.02, rho
+
+
 @pytest.mark.parametrize("body, msg", [
     ("arch,latency_ms\n1,2\n", "expected columns arch_index,latency_ms"),
     ("arch_index,latency_ms\n1,2\n2,x\n", ":3: arch_index must be an integer"),
