@@ -2,8 +2,8 @@
 state in attributes ending with ``_``, ``fit`` returns self, ``get_params``/``clone`` work).
 
 * :class:`ModelLevelRegressor`: log latency from model-level + context features. A ridge in log
-  space carries the trend (it extrapolates to bigger or smaller models than seen), a random
-  forest learns what the trend misses.
+  space carries the trend (it extrapolates to bigger or smaller models than seen, up to 10x
+  beyond the training targets), a random forest learns what the trend misses.
 * :class:`KernelLevelRegressor`: latency = learned per-model overhead + sum over kernels of a
   per-(kind, dtype) cost linear in the kernel's count, MACs and bytes, with non-negative
   costs, fitted separately per context (threads, background load) and weighted for relative
@@ -38,12 +38,17 @@ class ModelLevelRegressor(RegressorMixin, BaseEstimator):
         self.forest_ = RandomForestRegressor(n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
                                              random_state=self.random_state, n_jobs=1)
         self.forest_.fit(X, ly - self.trend_.predict(Xs))
+        self.log_range_ = (float(ly.min()) - np.log(10), float(ly.max()) + np.log(10))
         return self
 
     def predict(self, X):
         check_is_fitted(self, "forest_")
         X = validate_data(self, X, reset=False)
-        return np.exp(self.trend_.predict(self.scaler_.transform(X)) + self.forest_.predict(X))
+        ly = self.trend_.predict(self.scaler_.transform(X)) + self.forest_.predict(X)
+        # a linear trend far outside the features it was fitted on can run to absurd values (1e60 ms
+        # for a family of single kernels when fitted on whole networks): stay within 10x of the
+        # targets it was trained on
+        return np.exp(np.clip(ly, *self.log_range_))
 
 
 class KernelLevelRegressor(RegressorMixin, BaseEstimator):

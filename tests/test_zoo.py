@@ -127,3 +127,34 @@ def test_preprocessing_matches_the_manifest_rule(bundled):
     assert x.shape == (1, c.knobs["resolution"], c.knobs["resolution"], 1) and x.dtype == np.int8
     assert (x[0, :f, :f, 0] == expect).all()
     json.dumps(c.entry)  # the entry is plain JSON
+
+
+def test_kernel_configs_are_distinct_reproducible_and_bounded():
+    from harness.zoo.kernels import KIND_WEIGHTS, MAX_MACS, config_id, macs_of, sample_configs
+    a, b = sample_configs(120, seed=5), sample_configs(120, seed=5)
+    assert a == b and a != sample_configs(120, seed=6)
+    assert len({config_id(c) for c in a}) == 120
+    assert {c["kind"] for c in a} == set(KIND_WEIGHTS)
+    assert max(macs_of(c) for c in a) <= MAX_MACS
+
+
+@pytest.mark.slow
+def test_kernel_family_builds_one_kernel_per_model(tmp_path):
+    """Each candidate is one operator of the sampled kind, at the sampled MACs, in the dtype its
+    quantization says (read back from the .tflite, not from the builder's bookkeeping)."""
+    pytest.importorskip("tensorflow", reason="building needs the zoo extra (.ci/run installs it)")
+    from harness.zoo.kernels import build, macs_of
+    from predictors.features import KINDS, dtype_class
+    build(tmp_path, n=4, seed=11, log=lambda *_: None)
+    _, cands = load_manifest(tmp_path)
+    assert len({c.knobs["kind"] for c in cands}) >= 2 and len({c.sha256 for c in cands}) == len(cands)
+    for c in cands:
+        g = read_graph(c.path)
+        assert len(g.ops) == 1, (c.id, g.op_histogram)
+        op = g.ops[0]
+        assert KINDS.get(op.op) == c.knobs["kind"], (c.id, op.op)
+        if c.knobs["kind"] in ("conv", "dwconv", "fc"):
+            assert g.macs == macs_of(c.knobs), c.id
+        want = {"float32": "float32", "int8": "int8", "dynamic-int8": "hybrid"}[c.knobs["quantization"]]
+        if c.knobs["kind"] != "dwconv" or want != "hybrid":   # small depthwise weights may stay float
+            assert dtype_class(op) == want, (c.id, dtype_class(op))

@@ -1,0 +1,172 @@
+"""Build the ``kernels`` family: single-kernel models, nn-Meter style (needs the ``zoo`` extra).
+
+A kernel-level latency predictor trained only on whole models learns per-kernel costs from
+sums, and cannot learn what no training family contains (an int8 depthwise convolution when only
+float NAS-Bench-201 cells were measured). nn-Meter's answer is to measure kernels themselves, at
+configurations sampled over the space the models use. Each candidate here is one kernel (conv,
+depthwise conv, fully connected, pooling, add, concat), with BatchNorm folded and ReLU6 fused
+where a model would have them, at a sampled input size, channel count, kernel size and stride,
+and converted as float32, dynamic-range int8 and full int8 (int8 input and output, as the
+``digits-compressed`` family's int8 variants). Measured by ``harness.collect`` like any other
+family, they become training rows in which the kernel's cost is not mixed with other kernels'
+(the per-model overhead is still there, and is what the predictor's intercept learns).
+
+Random weights: the family has no task and no accuracy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from harness import __version__
+from harness.errors import BadInput
+from harness.zoo.graph import read_graph
+from harness.zoo.manifest import write_manifest
+
+FAMILY = "kernels"
+QUANTIZATIONS = ("float32", "dynamic-int8", "int8")
+# Sampling space: covers the sizes of the digits-compressed (4..64 px, 4..576 channels) and
+# nb201 (8..32 px, 16..64 channels) families. Kinds are drawn with these weights.
+KIND_WEIGHTS = {"conv": 0.45, "dwconv": 0.25, "fc": 0.1, "pool": 0.1, "add": 0.05, "concat": 0.05}
+SIZES = (4, 8, 16, 32, 64)
+CHANNELS = (4, 8, 12, 16, 24, 32, 48, 64, 96, 144, 192, 288, 384, 576)
+FC_WIDTHS = (10, 16, 32, 64, 96, 128, 256, 512, 1024)
+WEIGHTLESS = ("pool", "add", "concat")
+MAX_MACS = 60e6   # keeps one kernel's run in milliseconds on a small CPU
+
+
+def sample_configs(n: int, seed: int = 0) -> list[dict]:
+    """``n`` distinct kernel configurations, drawn reproducibly from ``seed``."""
+    rng = np.random.default_rng(seed)
+    kinds, weights = zip(*KIND_WEIGHTS.items())
+    out, seen = [], set()
+    while len(out) < n:
+        kind = str(rng.choice(kinds, p=np.array(weights) / sum(weights)))
+        hw = int(rng.choice(SIZES))
+        c = {"kind": kind, "hw": hw}
+        if kind == "conv":
+            c.update(cin=int(rng.choice(CHANNELS)), cout=int(rng.choice(CHANNELS)), k=int(rng.choice((1, 3))),
+                     stride=int(rng.choice((1, 2))))
+        elif kind == "dwconv":
+            c.update(cin=int(rng.choice(CHANNELS)), k=3, stride=int(rng.choice((1, 2))))
+        elif kind == "fc":
+            c = {"kind": kind, "cin": int(rng.choice(FC_WIDTHS)), "cout": int(rng.choice(FC_WIDTHS))}
+        elif kind == "pool":
+            c.update(cin=int(rng.choice(CHANNELS)), pool=str(rng.choice(("avg3s1", "avg2s2", "max2s2", "global"))))
+        else:
+            c.update(cin=int(rng.choice(CHANNELS)))
+        key = tuple(sorted(c.items()))
+        if key in seen or macs_of(c) > MAX_MACS:
+            continue
+        seen.add(key)
+        out.append(c)
+    return out
+
+
+def macs_of(c: dict) -> float:
+    if c["kind"] == "conv":
+        o = c["hw"] // c["stride"]
+        return o * o * c["cin"] * c["cout"] * c["k"] ** 2
+    if c["kind"] == "dwconv":
+        o = c["hw"] // c["stride"]
+        return o * o * c["cin"] * 9
+    if c["kind"] == "fc":
+        return c["cin"] * c["cout"]
+    return 0.0
+
+
+def config_id(c: dict) -> str:
+    k = c["kind"]
+    if k == "conv":
+        return f"conv-h{c['hw']}-c{c['cin']}-o{c['cout']}-k{c['k']}-s{c['stride']}"
+    if k == "dwconv":
+        return f"dwconv-h{c['hw']}-c{c['cin']}-k3-s{c['stride']}"
+    if k == "fc":
+        return f"fc-i{c['cin']}-o{c['cout']}"
+    if k == "pool":
+        return f"pool-{c['pool']}-h{c['hw']}-c{c['cin']}"
+    return f"{k}-h{c['hw']}-c{c['cin']}"
+
+
+def keras_model(c: dict, seed: int = 0):
+    import tensorflow as tf
+    from tensorflow import keras
+    L = keras.layers
+    tf.keras.utils.set_random_seed(seed)
+    k = c["kind"]
+    if k == "fc":
+        inp = [keras.Input((c["cin"],), batch_size=1, name="x")]
+        x = L.Dense(c["cout"])(inp[0])
+    else:
+        shape = (c["hw"], c["hw"], c["cin"])
+        inp = [keras.Input(shape, batch_size=1, name="x")]
+        if k in ("add", "concat"):
+            inp.append(keras.Input(shape, batch_size=1, name="y"))
+            x = L.Add()(inp) if k == "add" else L.Concatenate()(inp)
+        elif k == "pool":
+            p = c["pool"]
+            x = (L.GlobalAveragePooling2D()(inp[0]) if p == "global" else
+                 L.AveragePooling2D(3, 1, "same")(inp[0]) if p == "avg3s1" else
+                 L.AveragePooling2D(2, 2)(inp[0]) if p == "avg2s2" else L.MaxPooling2D(2, 2)(inp[0]))
+        else:
+            x = (L.Conv2D(c["cout"], c["k"], c["stride"], "same", use_bias=False)(inp[0]) if k == "conv" else
+                 L.DepthwiseConv2D(3, c["stride"], "same", use_bias=False)(inp[0]))
+            x = L.BatchNormalization()(x)
+            x = L.ReLU(6.0)(x)
+    model = keras.Model(inp, x)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:   # non-trivial BN statistics, folded into the conv by the converter
+        if isinstance(layer, L.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([1 + 0.1 * rng.standard_normal(g.shape), 0.1 * rng.standard_normal(b.shape),
+                               0.1 * rng.standard_normal(m.shape), 1 + 0.1 * rng.random(v.shape)])
+    return model
+
+
+def convert(model, quant: str, seed: int = 0) -> bytes:
+    import tensorflow as tf
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quant == "dynamic-int8":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quant == "int8":
+        rng = np.random.default_rng(seed)
+        shapes = [tuple(t.shape) for t in model.inputs]
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([rng.standard_normal(s).astype(np.float32) for s in shapes]
+                                               for _ in range(16))
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    elif quant != "float32":
+        raise BadInput(f"kernels: unknown quantization {quant!r} (choose from {', '.join(QUANTIZATIONS)})")
+    return conv.convert()
+
+
+def build(out: Path, n: int = 100, seed: int = 0, quantizations=QUANTIZATIONS, log=print) -> dict:
+    import tensorflow as tf
+    out.mkdir(parents=True, exist_ok=True)
+    cands = []
+    for c in sample_configs(n, seed):
+        model = keras_model(c, seed)
+        for quant in quantizations:
+            if quant == "dynamic-int8" and c["kind"] in WEIGHTLESS:
+                continue   # nothing to quantize: the same file as float32
+            cid = f"k-{config_id(c)}-{quant}"
+            path = out / f"{cid}.tflite"
+            path.write_bytes(convert(model, quant, seed))
+            g = read_graph(path)
+            cands.append({"id": cid, "file": path.name, "sha256": g.sha256, "family": FAMILY,
+                          "knobs": {**c, "quantization": quant},
+                          "input": {"shape": list(g.inputs[0].shape), "dtype": g.inputs[0].dtype},
+                          "params": g.params, "macs": g.macs, "file_bytes": g.file_bytes,
+                          "preprocessing": {"layout": "NHWC", "note": "random weights: any input of the shape"},
+                          "accuracy": None, "training": {"weights": f"random (seed {seed})"}})
+            log(f"{cid}: macs={g.macs} ops={g.op_histogram}")
+    m = {"schema_version": 1, "family": FAMILY,
+         "description": "single-kernel models at sampled configurations (nn-Meter style), random weights",
+         "builder": {"harness_version": __version__, "tensorflow": tf.__version__, "seed": seed, "configs": n},
+         "task": None, "candidates": cands}
+    write_manifest(out, m)
+    return m
