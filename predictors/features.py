@@ -3,7 +3,8 @@
 * model level: MACs, params, activation bytes, file bytes, depth, input size, dtype, op
   histogram over a fixed vocabulary;
 * kernel level (nn-Meter style), one row per kernel: kind (conv, dwconv, fc, pool, add, concat,
-  other), H, W, Cin, Cout, kernel, stride, MACs, bytes moved, and its dtype class (float32,
+  other; in the predictor's sums a 1x1 conv is its own kind, its cost per MAC is not a 3x3's),
+  H, W, Cin, Cout, kernel, stride, MACs, bytes moved, and its dtype class (float32,
   int8, hybrid = int8 weights with float activations);
 * context: threads, background load, CPU frequency when known.
 """
@@ -20,7 +21,7 @@ OP_VOCAB = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D"
             "CONCATENATION", "MEAN", "RESHAPE", "QUANTIZE", "DEQUANTIZE", "SOFTMAX", "RELU", "RELU6", "PAD")
 KINDS = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "dwconv", "FULLY_CONNECTED": "fc", "AVERAGE_POOL_2D": "pool",
          "MAX_POOL_2D": "pool", "MEAN": "pool", "ADD": "add", "MUL": "add", "CONCATENATION": "concat"}
-KIND_LIST = ("conv", "dwconv", "fc", "pool", "add", "concat", "other")
+KIND_LIST = ("conv", "conv1x1", "dwconv", "fc", "pool", "add", "concat", "other")
 DTYPE_CLASSES = ("float32", "int8", "hybrid")
 CONTEXT = ("threads", "background_load", "cpu_freq_mhz")
 
@@ -75,7 +76,8 @@ def kernel_basis(g: GraphInfo) -> dict[str, float]:
     whole-model measurements (the measured runtime does not profile single operators)."""
     f = {f"{k}_{d}_{q}": 0.0 for k in KIND_LIST for d in DTYPE_CLASSES for q in ("n", "mmacs", "mbytes")}
     for r in kernel_rows(g):
-        key = f"{r['kind']}_{r['dtype']}"
+        kind = "conv1x1" if r["kind"] == "conv" and r["kernel"] == 1 else r["kind"]
+        key = f"{kind}_{r['dtype']}"
         f[key + "_n"] += 1
         f[key + "_mmacs"] += r["macs"] / 1e6
         f[key + "_mbytes"] += r["bytes"] / 1e6

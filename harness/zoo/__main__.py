@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--archs", type=Path, help="nb201: file of NAS-Bench-201 indices or cell strings, one a line")
     b.add_argument("--sample", type=int, help="nb201: this many random architectures; kernels: this many "
-                   "kernel configurations (default 100), each in every quantization")
+                   "kernel configurations (default 80), each in every quantization")
     b.add_argument("--table", type=Path, help="nb201: CSV with arch_index,arch columns (to resolve indices)")
     i = sub.add_parser("import", help="make a family from a directory of .tflite files")
     i.add_argument("dir", type=Path)
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                 m = build(args.out, args.limit, args.seed)
             elif args.family == "kernels":
                 from harness.zoo.kernels import QUANTIZATIONS, build
-                n = args.sample or 100
+                n = args.sample or 80
                 m = build(args.out, n if not args.limit else min(n, -(-args.limit // len(QUANTIZATIONS))), args.seed)
             else:
                 from harness.zoo.nb201 import build_cli

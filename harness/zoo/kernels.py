@@ -144,7 +144,7 @@ def convert(model, quant: str, seed: int = 0) -> bytes:
     return conv.convert()
 
 
-def build(out: Path, n: int = 100, seed: int = 0, quantizations=QUANTIZATIONS, log=print) -> dict:
+def build(out: Path, n: int = 80, seed: int = 0, quantizations=QUANTIZATIONS, log=print) -> dict:
     import tensorflow as tf
     out.mkdir(parents=True, exist_ok=True)
     cands = []
