@@ -90,8 +90,8 @@ class FewShotCostModel:
         return np.array([_spearman(known[:, d], y_ms) for d in range(known.shape[1])])
 
     def prior(self, rows: np.ndarray, y_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, dict]:
-        """(mean, covariance, noise variance) of the new device's costs before its samples, with the
-        hyperparameters that maximise the samples' marginal likelihood."""
+        """(mean, covariance, noise variance, the chosen hyperparameters) of the new device's costs
+        before its samples: those that maximise the samples' marginal likelihood."""
         sim = self.device_similarity(rows, y_ms)
         W = self.device_costs_
         a = self.target_phi_[rows]
@@ -116,7 +116,8 @@ class FewShotCostModel:
         return best[1:]
 
     def adapt(self, rows: np.ndarray, y_ms: np.ndarray) -> np.ndarray:
-        """Predicted latency (ms) of every table row for a device measured on ``rows``."""
+        """Predicted latency (ms) of every table row for a device measured on ``rows``.
+        ``chosen_`` keeps the hyperparameters this call chose."""
         rows = np.asarray(rows, int)
         y_ms = np.asarray(y_ms, float)
         m0, cov, noise, self.chosen_ = self.prior(rows, y_ms)

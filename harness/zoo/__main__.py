@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                 m = build(args.out, args.limit, args.seed)
             elif args.family == "kernels":
                 from harness.zoo.kernels import QUANTIZATIONS, build
-                n = args.sample or 80
+                n = args.sample or 80   # configurations; --limit counts candidates (up to 3 per configuration)
                 m = build(args.out, n if not args.limit else min(n, -(-args.limit // len(QUANTIZATIONS))), args.seed)
             else:
                 from harness.zoo.nb201 import build_cli
