@@ -80,6 +80,19 @@ def load(paths: list[Path], zoos: list[Path] = (), target: str = "latency_ms_med
     return pd.concat([out, m, k], axis=1)
 
 
+KERNEL_FAMILY = "kernels"   # harness.zoo.kernels: single operators, training data for the kernel level
+
+
+def rows_for(level: str, df: pd.DataFrame) -> pd.DataFrame:
+    """The rows a predictor of ``level`` learns from: the model level learns whole networks, so
+    single-kernel models (whose features lie far outside any network's) are left to the kernel
+    level, unless there is nothing else."""
+    if level != "model":
+        return df
+    nets = df[df["zoo_family"] != KERNEL_FAMILY]
+    return df if nets.empty else nets.reset_index(drop=True)
+
+
 def model_level_columns(df: pd.DataFrame) -> list[str]:
     cols = [c for c in df.columns if c.startswith("m_")] + ["threads", "background_load"]
     if df["cpu_freq_mhz"].notna().all():

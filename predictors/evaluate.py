@@ -100,9 +100,14 @@ def main(argv=None) -> int:
             report["artifact"] = m
         else:
             cols = {"model": dataset.model_level_columns(df), "kernel": dataset.kernel_level_columns(df)}
+            full = df
             for name, est in estimators().items():
                 if args.model not in (name, "both"):
                     continue
+                df = dataset.rows_for(name, full)
+                if len(df) < len(full):
+                    print(f"{name}-level: the {dataset.KERNEL_FAMILY} family's {len(full) - len(df)} rows are "
+                          f"single operators, left to the kernel level")
                 m, _ = grouped_cv(est, df[cols[name]], df[args.target], df["group"], args.folds)
                 print(f"{name}-level, grouped {args.folds}-fold CV by architecture ({df['group'].nunique()} "
                       f"architectures): {_fmt(m)}")

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        df = dataset.load(args.data, args.zoo, args.target, args.allow_estimates)
+        df = dataset.rows_for(args.level, dataset.load(args.data, args.zoo, args.target, args.allow_estimates))
         cols = dataset.model_level_columns(df) if args.level == "model" else dataset.kernel_level_columns(df)
         est = evaluate.estimators()[args.level]
         X, y = df[cols], df[args.target].to_numpy(float)

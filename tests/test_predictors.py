@@ -246,3 +246,12 @@ def test_unknown_types_are_refused(tmp_path):
     store.save(tmp_path, FunctionTransformer(func=os.system), {"target": "x"})
     with pytest.raises(BadInput, match="refusing to load unknown types: .*system"):
         store.load(tmp_path)
+
+
+def test_single_kernel_rows_are_for_the_kernel_level_only():
+    import pandas as pd
+    df = pd.DataFrame({"zoo_family": ["kernels", "nb201", "kernels", "digits-compressed"], "x": [1, 2, 3, 4]})
+    assert dataset.rows_for("model", df)["x"].tolist() == [2, 4]
+    assert dataset.rows_for("kernel", df)["x"].tolist() == [1, 2, 3, 4]
+    only = df[df["zoo_family"] == "kernels"]
+    assert dataset.rows_for("model", only)["x"].tolist() == [1, 3]   # nothing else: keep them
