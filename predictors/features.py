@@ -73,7 +73,8 @@ def kernel_basis(g: GraphInfo) -> dict[str, float]:
     """Per (kind, dtype class): kernel count, MACs and bytes summed over the model's kernels. A
     model's latency that is a sum of per-kernel costs linear in these descriptors is a linear
     function of these sums, so the kernel-level predictor can learn per-kernel costs from
-    whole-model measurements (the measured runtime does not profile single operators)."""
+    whole-model measurements (the measured runtime does not profile single operators), among
+    them the ``kernels`` family's models of one operator each."""
     f = {f"{k}_{d}_{q}": 0.0 for k in KIND_LIST for d in DTYPE_CLASSES for q in ("n", "mmacs", "mbytes")}
     for r in kernel_rows(g):
         kind = "conv1x1" if r["kind"] == "conv" and r["kernel"] == 1 else r["kind"]

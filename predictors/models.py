@@ -7,7 +7,8 @@ state in attributes ending with ``_``, ``fit`` returns self, ``get_params``/``cl
 * :class:`KernelLevelRegressor`: latency = learned per-model overhead + sum over kernels of a
   per-(kind, dtype) cost linear in the kernel's count, MACs and bytes, with non-negative
   costs, fitted separately per context (threads, background load) and weighted for relative
-  error. Per-kernel costs are learned from whole-model measurements.
+  error. Per-kernel costs are learned from whole-model measurements, and best with the
+  ``kernels`` zoo family (single operators at sampled sizes) among them.
 Both predict in the target's own unit (ms or mJ).
 """
 from __future__ import annotations
