@@ -30,7 +30,7 @@ if __name__ == "__main__" and not __package__:
     # agent runs from a zip bundle that holds harness/agent.py, harness/telemetry/meters and the parsers.)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from harness.telemetry.meters import MeterError, PowerSampler, discover, energy_summary, open_meter, read_num, read_text  # noqa: E402
-from harness.telemetry.parsers import ParseError, parse_dumpsys_battery, parse_thermalservice  # noqa: E402
+from harness.telemetry.parsers import ParseError, parse_dumpsys_battery, parse_nvpmodel, parse_thermalservice  # noqa: E402
 
 # cpufreq drivers whose "performance" governor sets an energy preference, not a frequency (the
 # hardware picks it): on them a frequency below scaling_max_freq says nothing about throttling.
@@ -229,27 +229,14 @@ def context_snapshot(src=None):
         # Newer Android keeps power_supply from the adb shell user: the framework still tells.
         try:
             bat = parse_dumpsys_battery(_dumpsys(src, "battery"))[0]
-            if "level_pct" in bat:
-                snap["battery_pct"] = bat["level_pct"]
-            if "status" in bat:
-                snap["battery_status"] = bat["status"]
-                snap["charging"] = bool(bat["charging"])
-            if "temperature_c" in bat:
-                snap["battery_temp_c"] = bat["temperature_c"]
+            _put_battery(snap, bat.get("level_pct"), bat.get("status"),
+                         bool(bat["charging"]) if "status" in bat else None, bat.get("temperature_c"))
         except (OSError, subprocess.SubprocessError, ParseError) as e:
             snap["android_battery_error"] = _first_line(e)
     if src.battery:
-        b = src.battery
-        lvl = read_num(b + "/capacity")
-        if lvl is not None:
-            snap["battery_pct"] = lvl
-        st = read_text(b + "/status")
-        if st:
-            snap["battery_status"] = st
-            snap["charging"] = st.lower() == "charging"
-        t = read_num(b + "/temp", 0.1)
-        if t is not None:
-            snap["battery_temp_c"] = t
+        st = read_text(src.battery + "/status")
+        _put_battery(snap, read_num(src.battery + "/capacity"), st or None, st.lower() == "charging" if st else None,
+                     read_num(src.battery + "/temp", 0.1))
     if src.gpu_load:
         g = read_num(src.gpu_load, 0.1)
         if g is not None:
@@ -281,6 +268,14 @@ def context_snapshot(src=None):
             if line.startswith("MemAvailable:"):
                 snap["mem_available_mb"] = int(line.split()[1]) / 1024.0
     return snap
+
+
+def _put_battery(snap, level_pct, status, charging, temp_c):
+    """The battery fields of a snapshot, whichever source read them (sysfs or dumpsys battery)."""
+    for k, v in (("battery_pct", level_pct), ("battery_status", status), ("charging", charging),
+                 ("battery_temp_c", temp_c)):
+        if v is not None:
+            snap[k] = v
 
 
 def _dumpsys(src, service):
@@ -410,7 +405,6 @@ class Knobs(object):
             if exe is None:
                 errors.append("nvpmodel: not on PATH (not a Jetson?)")
             else:
-                from harness.telemetry.parsers import ParseError, parse_nvpmodel
                 q = subprocess.run([exe, "-q"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30,
                                    universal_newlines=True)
                 try:
