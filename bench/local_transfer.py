@@ -5,10 +5,16 @@ the NAS-Bench-201 index; the shared table's devices are the proxies. Each draw w
 measurements to SAMPLES.csv, runs ``python -m predictors.transfer``, and scores Spearman on the
 other measured candidates. Prints every draw's Spearman, the mean, and the CLI's wall time.
 
+The local latencies are, by default, each job's latency relative to the campaign's reference
+model times the reference's median over the campaign: a shared machine's speed drifts during a
+campaign of minutes, which reorders the jobs' own medians but not the paired ratios (``--latency
+ms`` uses the raw medians; campaigns collected without a reference fall back to them).
+
     python -m harness.zoo build --family nb201 --sample 60 --limit 24 --seed 7 \\
         --table ../shared/data/nb201/latency_ms.csv --out zoo-nb201
     python -m harness.collect --zoo zoo-nb201 --runs 30 --threads 1 --background-load 0
-    python bench/local_transfer.py runs/<campaign> --zoo zoo-nb201 [--method bayes] [--graph live|all|auto]
+    python bench/local_transfer.py runs/<campaign> --zoo zoo-nb201 [--method bayes] [--graph live|all|auto] \\
+        [--latency auto|ms|rel]
 """
 from __future__ import annotations
 
@@ -39,6 +45,10 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--method", default="bayes")
+    ap.add_argument("--latency", choices=("auto", "ms", "rel"), default="auto",
+                    help="the local latencies given to the transfer: ms, the jobs' own medians; rel, each job's "
+                         "latency relative to the campaign's reference model, times the reference's median over the "
+                         "campaign (drift-corrected ms); auto (default): rel when every job has it")
     ap.add_argument("--graph", default="live", help="passed to the transfer: the harness runs .tflite models, and "
                                                     "TFLite drops a cell's dead edges (default live)")
     args = ap.parse_args(argv)
@@ -47,11 +57,25 @@ def main(argv=None) -> int:
     rows = [r for r in pq.read_table(args.run / "measurements.parquet").to_pylist()
             if r["status"] == "ok" and r["candidate_id"] in idx and r["threads"] == args.threads
             and r["background_load"] == 0]
-    meas = {idx[r["candidate_id"]]: r["latency_ms_median"] for r in rows}
+    rel = [r.get("latency_rel_median") for r in rows]
+    have_rel = all(v is not None and v == v for v in rel)
+    if args.latency == "rel" and not have_rel:
+        ap.error(f"{args.run}: --latency rel, but some jobs have no latency_rel_median (collected without a reference)")
+    use_rel = args.latency == "rel" or (args.latency == "auto" and have_rel)
+    if use_rel:
+        # a machine whose speed drifts during the campaign reorders the jobs' own medians; the
+        # paired ratio to the reference model does not drift, and the reference's campaign median
+        # turns it back into ms
+        ref_ms = float(np.median([r["reference_ms_median"] for r in rows]))
+        meas = {idx[r["candidate_id"]]: r["latency_rel_median"] * ref_ms for r in rows}
+        src = f"relative to {rows[0]['reference_id']} x its campaign median {ref_ms:.3f} ms"
+    else:
+        meas = {idx[r["candidate_id"]]: r["latency_ms_median"] for r in rows}
+        src = "the jobs' own ms medians"
     archs = np.array(sorted(meas))
     print(f"{len(archs)} nb201 candidates measured on {rows[0]['target']} ({rows[0]['runtime']} "
           f"{rows[0]['runtime_version']}, {args.threads} thread); {args.samples} samples per draw, "
-          f"Spearman on the other {len(archs) - args.samples}")
+          f"Spearman on the other {len(archs) - args.samples}; latency: {src}")
     rng = np.random.default_rng(0)
     rhos, walls = [], []
     with tempfile.TemporaryDirectory() as tmp:
