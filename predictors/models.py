@@ -78,8 +78,13 @@ class KernelLevelRegressor(RegressorMixin, BaseEstimator):
         self.overheads_ = np.zeros(len(self.contexts_))
         for i, k in enumerate(self.contexts_):
             m = (ctx == k).all(axis=1)
-            lr = LinearRegression(positive=True).fit(basis[m] / self.scale_, y[m], sample_weight=1.0 / y[m] ** 2)
-            self.coefs_[i], self.overheads_[i] = lr.coef_, max(float(lr.intercept_), 0.0)
+            # the overhead is a non-negative unknown of the same least squares, not a free
+            # intercept clipped afterwards: when every row has one kernel (the kernels family),
+            # the kernel counts sum to the intercept's column, and a free intercept can trade
+            # -1e11 against +1e11 on every count
+            a = np.hstack([basis[m] / self.scale_, np.ones((int(m.sum()), 1))])
+            lr = LinearRegression(positive=True, fit_intercept=False).fit(a, y[m], sample_weight=1.0 / y[m] ** 2)
+            self.coefs_[i], self.overheads_[i] = lr.coef_[:-1], float(lr.coef_[-1])
         return self
 
     def predict(self, X):

@@ -255,3 +255,18 @@ def test_single_kernel_rows_are_for_the_kernel_level_only():
     assert dataset.rows_for("kernel", df)["x"].tolist() == [1, 2, 3, 4]
     only = df[df["zoo_family"] == "kernels"]
     assert dataset.rows_for("model", only)["x"].tolist() == [1, 3]   # nothing else: keep them
+
+
+def test_kernel_level_overhead_is_not_traded_against_kernel_counts():
+    # single-operator models (the kernels family): every row has exactly one kernel, so the
+    # kernel counts sum to a column of ones. A free intercept, clipped at 0 afterwards, could sit
+    # anywhere along that direction (a fold of real kernels once predicted 1e11 ms); fitted as a
+    # non-negative unknown with the costs, exactly additive data is reproduced exactly
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        counts = np.eye(3)[rng.integers(0, 3, 60)]
+        macs = rng.uniform(0.0, 1.0, (60, 1)) * counts
+        y = counts @ np.array([0.0016, 0.3, 1.0]) + macs @ np.array([0.001, 0.2, 0.5])    # ms
+        k = KernelLevelRegressor(context_columns=(0,)).fit(np.hstack([np.ones((60, 1)), counts, macs]), y)
+        assert k.predict(np.hstack([np.ones((60, 1)), counts, macs])) == pytest.approx(y, rel=1e-6), seed
+        assert k.overhead()[(1.0,)] >= 0
