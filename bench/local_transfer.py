@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
+import pandas as pd
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from predictors import nb201  # noqa: E402
+from predictors import dataset, nb201  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,35 +46,32 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--method", default="bayes")
     ap.add_argument("--latency", choices=("auto", "ms", "rel"), default="auto",
-                    help="the local latencies given to the transfer: ms, the jobs' own medians; rel, each job's "
-                         "latency relative to the campaign's reference model, times the reference's median over the "
-                         "campaign (drift-corrected ms); auto (default): rel when every job has it")
+                    help="the local latencies given to the transfer: ms, the jobs' own medians; rel, "
+                         "latency_ms_corrected (each job's latency relative to the reference model, times the "
+                         "reference's median over the campaign); auto (default): rel when every job has it")
     ap.add_argument("--graph", default="live", help="passed to the transfer: the harness runs .tflite models, and "
                                                     "TFLite drops a cell's dead edges (default live)")
     args = ap.parse_args(argv)
     table = nb201.load_table(args.table)
     idx = nb201.bridge(args.zoo / "manifest.json", table)
-    rows = [r for r in pq.read_table(args.run / "measurements.parquet").to_pylist()
-            if r["status"] == "ok" and r["candidate_id"] in idx and r["threads"] == args.threads
-            and r["background_load"] == 0]
-    rel = [r.get("latency_rel_median") for r in rows]
-    have_rel = all(v is not None and v == v for v in rel)
+    df = pd.read_parquet(args.run / "measurements.parquet")
+    df = df[(df["status"] == "ok") & df["candidate_id"].isin(list(idx)) & (df["threads"] == args.threads)
+            & (df["background_load"] == 0)]
+    have_rel = "latency_rel_median" in df and df["latency_rel_median"].notna().all()
     if args.latency == "rel" and not have_rel:
         ap.error(f"{args.run}: --latency rel, but some jobs have no latency_rel_median (collected without a reference)")
-    use_rel = args.latency == "rel" or (args.latency == "auto" and have_rel)
-    if use_rel:
-        # a machine whose speed drifts during the campaign reorders the jobs' own medians; the
-        # paired ratio to the reference model does not drift, and the reference's campaign median
-        # turns it back into ms
-        ref_ms = float(np.median([r["reference_ms_median"] for r in rows]))
-        meas = {idx[r["candidate_id"]]: r["latency_rel_median"] * ref_ms for r in rows}
-        src = f"relative to {rows[0]['reference_id']} x its campaign median {ref_ms:.3f} ms"
+    if args.latency == "rel" or (args.latency == "auto" and have_rel):
+        lat = dataset.drift_corrected_ms(df)
+        src = (f"{dataset.DRIFT_CORRECTED}, relative to {df['reference_id'].iloc[0]} x its median "
+               f"{df['reference_ms_median'].median():.3f} ms")
     else:
-        meas = {idx[r["candidate_id"]]: r["latency_ms_median"] for r in rows}
+        lat = df["latency_ms_median"]
         src = "the jobs' own ms medians"
+    meas = {idx[c]: float(v) for c, v in zip(df["candidate_id"], lat)}
+    first = df.iloc[0]
     archs = np.array(sorted(meas))
-    print(f"{len(archs)} nb201 candidates measured on {rows[0]['target']} ({rows[0]['runtime']} "
-          f"{rows[0]['runtime_version']}, {args.threads} thread); {args.samples} samples per draw, "
+    print(f"{len(archs)} nb201 candidates measured on {first['target']} ({first['runtime']} "
+          f"{first['runtime_version']}, {args.threads} thread); {args.samples} samples per draw, "
           f"Spearman on the other {len(archs) - args.samples}; latency: {src}")
     rng = np.random.default_rng(0)
     rhos, walls = [], []

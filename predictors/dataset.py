@@ -36,6 +36,19 @@ def data_hashes(paths: list[Path]) -> dict[str, str]:
     return {str(p): sha256_file(p) for p in paths}
 
 
+DRIFT_CORRECTED = "latency_ms_corrected"
+
+
+def drift_corrected_ms(df: pd.DataFrame) -> pd.Series:
+    """``latency_ms_corrected``: each job's latency relative to the reference model
+    (``latency_rel_median``) times the reference's median over every given job of the same
+    target and context (the reference runs with the job's threads, beside its load). Milliseconds, without the drift of a machine whose speed wanders during a campaign
+    and between campaigns (it reorders the jobs' own medians, not the paired ratios), so that
+    campaigns collected at different times combine. NaN where a job has no reference pairs."""
+    ref = df.groupby(["target", "reference_id", "threads", "background_load"])["reference_ms_median"].transform("median")
+    return df["latency_rel_median"] * ref
+
+
 def load(paths: list[Path], zoos: list[Path] = (), target: str = "latency_ms_median",
          allow_estimates: bool = False) -> pd.DataFrame:
     """One row per ok measurement with: target, context, model-level and kernel-level features,
@@ -48,15 +61,19 @@ def load(paths: list[Path], zoos: list[Path] = (), target: str = "latency_ms_med
         except (OSError, ValueError) as e:
             raise BadInput(f"{p}: not a readable measurements.parquet ({e})") from None
     df = pd.concat(frames, ignore_index=True)
+    why = " (it needs jobs measured in pairs with a reference model: collect without --reference none)" \
+        if target == DRIFT_CORRECTED else ""
+    if target == DRIFT_CORRECTED and {"latency_rel_median", "reference_ms_median", "reference_id"} <= set(df.columns):
+        df[target] = drift_corrected_ms(df)
     if target not in df.columns:
-        raise BadInput(f"{paths[0]}: no column {target!r} (have {', '.join(df.columns)})")
+        raise BadInput(f"{paths[0]}: no column {target!r}{why} (have {', '.join(df.columns)})")
     df = df[(df["status"] == "ok") & df[target].notna()].copy()
     if target.startswith("energy"):
         est = df["energy_source"].astype(str).str.startswith("estimate:")
         if est.any() and not allow_estimates:
             df = df[~est]
     if df.empty:
-        raise BadInput(f"{paths[0]}: no ok rows with {target}")
+        raise BadInput(f"{paths[0]}: no ok rows with {target}{why}")
     zoo = _manifests(list(zoos))
     missing = sorted(set(df["candidate_sha256"]) - set(zoo))
     if missing:

@@ -83,7 +83,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m predictors.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, action="append", required=True, help="measurements.parquet (repeatable)")
     ap.add_argument("--zoo", type=Path, action="append", default=[], help="zoo dir with manifests (repeatable)")
-    ap.add_argument("--target", default="latency_ms_median")
+    ap.add_argument("--target", default="latency_ms_median",
+                    help="a measurements column, or latency_ms_corrected (see python -m predictors.train -h)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--model", choices=("model", "kernel", "both"), default="both")
     ap.add_argument("--holdout-family", action="store_true")

@@ -17,7 +17,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m predictors.train", description=__doc__.split("\n\n")[1])
     ap.add_argument("--data", type=Path, action="append", required=True, help="measurements.parquet (repeatable)")
     ap.add_argument("--zoo", type=Path, action="append", default=[], help="zoo dir with manifests (repeatable)")
-    ap.add_argument("--target", default="latency_ms_median", help="latency_ms_median, latency_ms_p90, energy_mj, ...")
+    ap.add_argument("--target", default="latency_ms_median",
+                    help="latency_ms_median, latency_ms_p90, energy_mj, ...; latency_ms_corrected: latency_rel_median "
+                         "x the reference model's median over the data (ms without the machine's drift)")
     ap.add_argument("--level", choices=("model", "kernel"), default="model")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--allow-estimates", action="store_true",

@@ -270,3 +270,19 @@ def test_kernel_level_overhead_is_not_traded_against_kernel_counts():
         k = KernelLevelRegressor(context_columns=(0,)).fit(np.hstack([np.ones((60, 1)), counts, macs]), y)
         assert k.predict(np.hstack([np.ones((60, 1)), counts, macs])) == pytest.approx(y, rel=1e-6), seed
         assert k.overhead()[(1.0,)] >= 0
+
+
+def test_drift_corrected_latency_combines_campaigns_measured_at_different_speeds(measured):
+    import pandas as pd
+    # the same two models in two campaigns of one machine, the second 30% slower throughout
+    df = pd.DataFrame({"campaign_id": ["a", "a", "b", "b"], "target": "local", "reference_id": "ref", "threads": 1,
+                       "background_load": 0, "latency_ms_median": [2.0, 4.0, 2.6, 5.2],
+                       "reference_ms_median": [1.0, 1.0, 1.3, 1.3], "latency_rel_median": [2.0, 4.0, 2.0, 4.0]})
+    assert dataset.drift_corrected_ms(df).tolist() == pytest.approx([2.3, 4.6, 2.3, 4.6])
+    pq, zoo, _ = measured
+    d = dataset.load([pq], [zoo], dataset.DRIFT_CORRECTED)
+    assert len(d) == 24 and (d[dataset.DRIFT_CORRECTED] > 0).all()
+    for t in (1, 2):    # each context keeps its own reference speed
+        c = d[d["threads"] == t]
+        assert c[dataset.DRIFT_CORRECTED].tolist() == pytest.approx(
+            (c["latency_rel_median"] * c["reference_ms_median"].median()).tolist())
