@@ -10,9 +10,9 @@ model times the reference's median over the campaign: a shared machine's speed d
 campaign of minutes, which reorders the jobs' own medians but not the paired ratios (``--latency
 ms`` uses the raw medians; campaigns collected without a reference fall back to them).
 
-    python -m harness.zoo build --family nb201 --sample 60 --limit 24 --seed 7 \\
-        --table ../shared/data/nb201/latency_ms.csv --out zoo-nb201
-    python -m harness.collect --zoo zoo-nb201 --runs 30 --threads 1 --background-load 0
+    python -m harness.zoo build --family nb201 --sample 60 --seed 11 \\
+        --table ../shared/data/nb201/latency_ms.csv --out zoo-nb201        # ~15 s per network
+    python -m harness.collect --zoo zoo-nb201 --runs 50 --threads 1 --background-load 0
     python bench/local_transfer.py runs/<campaign> --zoo zoo-nb201 [--method bayes] [--graph live|all|auto] \\
         [--latency auto|ms|rel]
 """
