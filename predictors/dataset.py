@@ -42,8 +42,9 @@ DRIFT_CORRECTED = "latency_ms_corrected"
 def drift_corrected_ms(df: pd.DataFrame) -> pd.Series:
     """``latency_ms_corrected``: each job's latency relative to the reference model
     (``latency_rel_median``) times the reference's median over every given job of the same
-    target and context (the reference runs with the job's threads, beside its load). Milliseconds, without the drift of a machine whose speed wanders during a campaign
-    and between campaigns (it reorders the jobs' own medians, not the paired ratios), so that
+    target and context (the reference runs with the job's threads, beside its load).
+    Milliseconds, without the drift of a machine whose speed wanders during a campaign and
+    between campaigns (it reorders the jobs' own medians, not the paired ratios), so that
     campaigns collected at different times combine. NaN where a job has no reference pairs."""
     ref = df.groupby(["target", "reference_id", "threads", "background_load"])["reference_ms_median"].transform("median")
     return df["latency_rel_median"] * ref

@@ -42,6 +42,12 @@ def main(argv=None) -> int:
                 "energy_sources": sorted(df["energy_source"].astype(str).unique()) if "energy" in args.target else None,
                 "training_data": dataset.data_hashes(args.data),
                 "cv": {"scheme": f"GroupKFold({min(args.folds, df['group'].nunique())}) by architecture", "scores": cv}}
+        if args.target == dataset.DRIFT_CORRECTED:
+            # what the ms scale is: the reference model's median per device and context
+            card["reference_ms_median"] = [
+                {"target": t, "reference_id": r, "threads": int(th), "background_load": int(bg), "ms": float(v)}
+                for (t, r, th, bg), v in df.groupby(["target", "reference_id", "threads", "background_load"])
+                ["reference_ms_median"].median().items()]
         path = store.save(args.out, est, card)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -279,10 +279,17 @@ def test_drift_corrected_latency_combines_campaigns_measured_at_different_speeds
                        "background_load": 0, "latency_ms_median": [2.0, 4.0, 2.6, 5.2],
                        "reference_ms_median": [1.0, 1.0, 1.3, 1.3], "latency_rel_median": [2.0, 4.0, 2.0, 4.0]})
     assert dataset.drift_corrected_ms(df).tolist() == pytest.approx([2.3, 4.6, 2.3, 4.6])
-    pq, zoo, _ = measured
+    pq, zoo, tmp = measured
     d = dataset.load([pq], [zoo], dataset.DRIFT_CORRECTED)
     assert len(d) == 24 and (d[dataset.DRIFT_CORRECTED] > 0).all()
+    card = {}
     for t in (1, 2):    # each context keeps its own reference speed
         c = d[d["threads"] == t]
         assert c[dataset.DRIFT_CORRECTED].tolist() == pytest.approx(
             (c["latency_rel_median"] * c["reference_ms_median"].median()).tolist())
+        card[t] = c["reference_ms_median"].median()
+    out = tmp / "corrected"
+    assert train.main(["--data", str(pq), "--zoo", str(zoo), "--target", dataset.DRIFT_CORRECTED, "--level", "kernel",
+                       "--out", str(out)]) == 0
+    ref = json.loads((out / "card.json").read_text())["reference_ms_median"]      # the card says what ms means
+    assert {r["threads"]: r["ms"] for r in ref} == pytest.approx(card)
