@@ -41,9 +41,13 @@ def dtype_class(op: OpInfo) -> str:
 
 
 def kernel_rows(g: GraphInfo) -> list[dict]:
-    """One dict per operator, with the nn-Meter kernel descriptors."""
+    """One dict per operator that runs at every inference, with the nn-Meter kernel descriptors.
+    An operator whose inputs are all constants (a DEQUANTIZE of float16 weights) is computed once
+    when the interpreter is prepared, and is left out."""
     out = []
     for op in g.ops:
+        if op.inputs and all(t.const for t in op.inputs):
+            continue
         i0 = op.inputs[0].shape if op.inputs else ()
         o0 = op.outputs[0].shape if op.outputs else ()
         h, w = (o0[1], o0[2]) if len(o0) == 4 else (1, 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -293,3 +294,15 @@ def test_drift_corrected_latency_combines_campaigns_measured_at_different_speeds
                        "--out", str(out)]) == 0
     ref = json.loads((out / "card.json").read_text())["reference_ms_median"]      # the card says what ms means
     assert {r["threads"]: r["ms"] for r in ref} == pytest.approx(card)
+
+
+def test_kernels_computed_once_at_prepare_are_not_kernels():
+    # a float16 model dequantizes its constant weights when the interpreter is prepared (34
+    # DEQUANTIZE ops here); at inference it runs its float32 twin's kernels, and measures as fast
+    from harness.zoo.manifest import BUNDLED
+    from predictors import features as F
+    d = Path(BUNDLED)
+    f16, f32 = (F.graph_of(str(d / f"dc-w025-d2-r32-{q}.tflite")) for q in ("float16", "float32"))
+    assert f16.op_histogram["DEQUANTIZE"] > 0 and "DEQUANTIZE" not in f32.op_histogram
+    assert F.kernel_basis(f16) == F.kernel_basis(f32)
+    assert F.kernel_basis(f16)["other_float32_n"] == 0

@@ -31,6 +31,7 @@ class TensorInfo:
     dtype: str
     scale: float | None = None
     zero_point: int | None = None
+    const: bool = False          # has data in the file (weights, biases, other constants)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def _tensor(model, sub, idx: int) -> TensorInfo:
         scale = float(q.Scale(0))
         zp = int(q.ZeroPoint(0)) if q.ZeroPointLength() else 0
     name = t.Name().decode("utf-8", "replace") if t.Name() else ""
-    return TensorInfo(name, shape, _DTYPES.get(t.Type(), f"type{t.Type()}"), scale, zp)
+    return TensorInfo(name, shape, _DTYPES.get(t.Type(), f"type{t.Type()}"), scale, zp, _is_const(model, sub, idx))
 
 
 def _is_const(model, sub, idx: int) -> bool:
