@@ -635,6 +635,7 @@ def measure(rt, req, src=None, knobs=None):
         ref = _paired_reference(rt, interp, req.get("reference"), threads, n_runs, clock)
         return {
             "ok": True, "runtime": rt.name, "runtime_version": rt.version, "threads": threads, "reference": ref,
+            "delegate_partitions": _delegate_partitions(interp),
             "load_ms": load_ms, "first_inference_ms": first_ms, "warmup_ms": warm,
             "warmup_stable": stable, "samples_ms": samples, "peak_rss_mb": rss, "rss_method": rss_method,
             "background": [{"pid": p.pid, "cpu": c} for p, c in procs],
@@ -645,6 +646,17 @@ def measure(rt, req, src=None, knobs=None):
             os.sched_setaffinity(0, old_affinity)
         stop_background_load(procs)
         del interp
+
+
+def _delegate_partitions(interp):
+    """How many pieces of the graph a delegate runs (XNNPACK, on by default for CPU): 1 when it
+    takes the whole graph, more when operators it does not support (a hybrid convolution, an
+    int8 RELU of its own) split the graph and run on the reference kernels in between, 0 when it
+    takes nothing. None when the runtime does not say."""
+    try:
+        return sum(1 for op in interp._get_ops_details() if op.get("op_name") == "DELEGATE")
+    except Exception:
+        return None
 
 
 def _paired_reference(rt, interp, spec, threads, n_runs, clock):

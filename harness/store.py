@@ -64,7 +64,7 @@ EXPORT_COLUMNS = (
     "peak_rss_mb", "energy_mj", "energy_source", "idle_power_mw", "throttled", "context_flags",
     "status", "error", "started_at", "macs",
     "accuracy", "harness_version", "measured_by", "pinned", "cpu_affinity", "cooldown_s",
-    "reference_id", "reference_ms_median", "latency_rel_median",
+    "reference_id", "reference_ms_median", "latency_rel_median", "delegate_partitions",
 )
 
 
@@ -270,6 +270,7 @@ class Store:
                 row["reference_id"] = (result.get("reference") or {}).get("id")
                 row["reference_ms_median"] = float(np.median(pr))
                 row["latency_rel_median"] = float(np.median(pm / pr))
+            row["delegate_partitions"] = result.get("delegate_partitions")
             hy = result.get("hygiene") or {}
             row["pinned"] = ",".join(f"{k}={v}" for k, v in sorted(hy.get("pinned", {}).items())) or None
             row["cpu_affinity"] = ",".join(map(str, hy["cpu_affinity"])) if "cpu_affinity" in hy else None
@@ -322,7 +323,8 @@ class Store:
         types = {"threads": pa.int32(), "background_load": pa.int32(), "n_runs": pa.int32(),
                  "warmup_runs": pa.int32(), "macs": pa.int64(), "warmup_stable": pa.bool_(), "throttled": pa.bool_(),
                  "started_at": pa.float64(), "accuracy": pa.float64(), "energy_mj": pa.float64(),
-                 "idle_power_mw": pa.float64(), "cooldown_s": pa.float64(), "latency_rel_median": pa.float64()}
+                 "idle_power_mw": pa.float64(), "cooldown_s": pa.float64(), "latency_rel_median": pa.float64(),
+                 "delegate_partitions": pa.int32()}
         fields = [pa.field(c, types.get(c, pa.float64() if ("_ms" in c or c.endswith("_mb")) else pa.string()))
                   for c in EXPORT_COLUMNS]
         schema = pa.schema(fields, metadata={"schema_version": str(SCHEMA_VERSION), "harness_version": __version__})

@@ -50,6 +50,12 @@ def test_hello_and_measure(python):
         assert r["load_ms"] > 0 and r["first_inference_ms"] > 0 and len(r["warmup_ms"]) >= 10
         assert r["peak_rss_mb"] > 1 and r["runtime"] == hello["runtime"]
         assert "loadavg" in r["context_before"] and r["context_after"]["t_mono"] > r["context_before"]["t_mono"]
+        # XNNPACK takes the whole float graph; it leaves this model's hybrid (dynamic-range int8)
+        # convolutions to the reference kernels, which split the graph into pieces
+        assert r["delegate_partitions"] == 1
+        hybrid = str(Path(BUNDLED) / "dc-w100-d0-r64-dynamic-int8.tflite")
+        r = _talk(p, {"cmd": "measure", "model": hybrid, "threads": 1, "n_runs": 5, "id": 3})
+        assert r["ok"] and r["delegate_partitions"] > 1, r.get("delegate_partitions")
     finally:
         p.close()
 
