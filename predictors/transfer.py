@@ -11,11 +11,14 @@ Two seed approaches, both usable from ``python -m predictors.transfer``:
   live edges, plus a fixed cost), latency_d(arch) / median_d = features(arch) . w_d. The w_d of
   the known devices are fitted on the whole table; they define a prior N(m, S) over a device's
   costs, weighted towards the known devices that rank the new samples alike (the proxy idea,
-  made soft). A new device's costs are the posterior mean given its few samples. How sharply the
-  known devices are weighted, how wide the prior is and how noisy the samples are (relative to
+  made soft). Costs are in units of a device's median latency, and the median of 10 samples is
+  a noisy estimate of it (more so for a phone that reports whole milliseconds), so each prior
+  centre is also offered with its overall scale fitted to the samples, which otherwise the
+  posterior would buy by bending the op costs. A new device's costs are the posterior mean given
+  its few samples. Which centre, how wide the prior is and how noisy the samples are (relative to
   the known devices' spread and residual variance) is chosen per new device by the samples'
-  marginal likelihood, so a noisy phone leans on the prior more than a quiet GPU. Adding a
-  device that is in no table needs only its samples.
+  marginal likelihood, so a noisy phone leans on the prior more than a quiet GPU. Adding a device
+  that is in no table needs only its samples.
   A new device whose runtime executes a different graph than the table's devices (``--graph
   live``: TFLite and other graph compilers drop a NAS-Bench-201 cell's dead edges; the table's
   PyTorch devices run all six) keeps the known devices' op costs as its prior but applies them
@@ -59,8 +62,9 @@ class FewShotCostModel:
     NOISE_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
     def __init__(self, taus: tuple[float, ...] = TAUS, prior_scales: tuple[float, ...] = PRIOR_SCALES,
-                 noise_scales: tuple[float, ...] = NOISE_SCALES, jitter: float = 1e-3):
+                 noise_scales: tuple[float, ...] = NOISE_SCALES, jitter: float = 1e-3, fit_scale: bool = True):
         self.taus = taus
+        self.fit_scale = fit_scale
         self.prior_scales = prior_scales
         self.noise_scales = noise_scales
         self.jitter = jitter
@@ -89,20 +93,33 @@ class FewShotCostModel:
         known = self.log_[rows] if self.same_graph_ else self.target_phi_[rows] @ self.device_costs_.T
         return np.array([_spearman(known[:, d], y_ms) for d in range(known.shape[1])])
 
+    def _centres(self, rows: np.ndarray, y_ms: np.ndarray):
+        """Candidate prior centres: (mean costs, weights of the known devices, what they are)."""
+        W = self.device_costs_
+        sim = self.device_similarity(rows, y_ms)
+        a = self.target_phi_[rows]
+        t = y_ms / np.median(y_ms)
+        for tau in self.taus:
+            wts = np.exp(tau * (sim - sim.max()))
+            wts /= wts.sum()
+            m0 = wts @ W
+            yield m0, wts, {"tau": tau}
+            p = a @ m0
+            if self.fit_scale and p @ p > 0:
+                c = float(p @ t / (p @ p))      # least squares: t ~ c * the centre's predictions
+                if c > 0:
+                    yield c * m0, wts, {"tau": tau, "scale": c}
+
     def prior(self, rows: np.ndarray, y_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, dict]:
         """(mean, covariance, noise variance, the chosen hyperparameters) of the new device's costs
         before its samples: those that maximise the samples' marginal likelihood."""
-        sim = self.device_similarity(rows, y_ms)
         W = self.device_costs_
         a = self.target_phi_[rows]
         t = y_ms / np.median(y_ms)
         n = len(rows)
         best = None
-        for tau in self.taus:
-            wts = np.exp(tau * (sim - sim.max()))
-            wts /= wts.sum()
-            m0 = wts @ W
-            d = W - m0
+        for m0, wts, centre in self._centres(rows, y_ms):
+            d = W - wts @ W
             cov = (d.T * wts) @ d / max(1e-9, 1 - (wts ** 2).sum()) + self.jitter * np.eye(W.shape[1])
             aca = a @ cov @ a.T
             r = t - a @ m0
@@ -112,7 +129,7 @@ class FewShotCostModel:
                     _, logdet = np.linalg.slogdet(k)
                     ll = -0.5 * (r @ np.linalg.solve(k, r) + logdet)
                     if best is None or ll > best[0]:
-                        best = (ll, m0, ps * cov, ns * self.noise_var_, dict(tau=tau, prior_scale=ps, noise_scale=ns))
+                        best = (ll, m0, ps * cov, ns * self.noise_var_, dict(centre, prior_scale=ps, noise_scale=ns))
         return best[1:]
 
     def adapt(self, rows: np.ndarray, y_ms: np.ndarray) -> np.ndarray:
