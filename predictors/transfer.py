@@ -17,8 +17,9 @@ Two seed approaches, both usable from ``python -m predictors.transfer``:
   posterior would buy by bending the op costs. A new device's costs are the posterior mean given
   its few samples. Which centre, how wide the prior is and how noisy the samples are (relative to
   the known devices' spread and residual variance) is chosen per new device by the samples'
-  marginal likelihood, so a noisy phone leans on the prior more than a quiet GPU. Adding a device
-  that is in no table needs only its samples.
+  marginal likelihood, so a noisy phone leans on the prior more than a quiet GPU. The noise is
+  Student-t (2 degrees of freedom): one outlying sample does not bend every cost. Adding a
+  device that is in no table needs only its samples.
   A new device whose runtime executes a different graph than the table's devices (``--graph
   live``: TFLite and other graph compilers drop a NAS-Bench-201 cell's dead edges; the table's
   PyTorch devices run all six) keeps the known devices' op costs as its prior but applies them
@@ -62,9 +63,11 @@ class FewShotCostModel:
     NOISE_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
     def __init__(self, taus: tuple[float, ...] = TAUS, prior_scales: tuple[float, ...] = PRIOR_SCALES,
-                 noise_scales: tuple[float, ...] = NOISE_SCALES, jitter: float = 1e-3, fit_scale: bool = True):
+                 noise_scales: tuple[float, ...] = NOISE_SCALES, jitter: float = 1e-3, fit_scale: bool = True,
+                 robust_nu: float | None = 2.0):
         self.taus = taus
         self.fit_scale = fit_scale
+        self.robust_nu = robust_nu
         self.prior_scales = prior_scales
         self.noise_scales = noise_scales
         self.jitter = jitter
@@ -140,8 +143,16 @@ class FewShotCostModel:
         m0, cov, noise, self.chosen_ = self.prior(rows, y_ms)
         scale = float(np.median(y_ms))
         a = self.target_phi_[rows]
+        t = y_ms / scale
         ci = np.linalg.inv(cov)
-        w = np.linalg.solve(a.T @ a / noise + ci, a.T @ (y_ms / scale) / noise + ci @ m0)
+        prec = np.full(len(rows), 1 / noise)
+        for _ in range(10 if self.robust_nu else 1):
+            w = np.linalg.solve((a.T * prec) @ a + ci, (a.T * prec) @ t + ci @ m0)
+            if self.robust_nu:
+                # Student-t noise (EM): a sample far off the fit counts less (a phone's one
+                # background hiccup), instead of bending every op cost towards it
+                e2 = (t - a @ w) ** 2 / noise
+                prec = (self.robust_nu + 1) / (self.robust_nu + e2) / noise
         return np.maximum(self.target_phi_ @ w, 1e-6) * scale
 
 

@@ -106,9 +106,10 @@ def test_bayes_reads_the_noise_of_a_new_device_from_its_samples(tmp_path):
     t = nb201.load_table(table)
     feats = nb201.cell_features(t.arch)
     noisy = hidden * np.random.default_rng(7).lognormal(0, 0.4, len(hidden))
-    tuned = transfer.FewShotCostModel().fit(feats, t.latency)
-    fixed = transfer.FewShotCostModel(taus=(10.0,), prior_scales=(1.0,), noise_scales=(1.0,), fit_scale=False).fit(
-        feats, t.latency)
+    # Gaussian noise in both (Student-t noise, the default, is tested on its own below)
+    tuned = transfer.FewShotCostModel(robust_nu=None).fit(feats, t.latency)
+    fixed = transfer.FewShotCostModel(taus=(10.0,), prior_scales=(1.0,), noise_scales=(1.0,), fit_scale=False,
+                                      robust_nu=None).fit(feats, t.latency)
     chosen = {"clean": [], "noisy": []}
     rho = {"tuned": [], "fixed": []}
     for seed in range(8):
@@ -144,6 +145,28 @@ def test_bayes_fits_the_scale_of_the_prior_centre_to_the_samples(tmp_path):
             rho[fit_scale] = np.mean(scores)
         gain.append(rho[True] - rho[False])
     assert min(gain) > 0 and np.mean(gain) > 0.003, gain
+
+
+def test_bayes_is_not_bent_by_one_outlying_sample(tmp_path):
+    """One of the 10 samples 3x too slow (a background hiccup during its measurement): with
+    Student-t noise it counts less, and the rest rank as if it were clean (measured: 0.97-0.98
+    against 0.80-0.88 with Gaussian noise)."""
+    for seed in range(2):
+        own = synthetic_table(tmp_path / "wide.csv", n=600, seed=seed)
+        t = nb201.load_table(tmp_path / "wide.csv")
+        feats = nb201.cell_features(t.arch)
+        rho = {}
+        for nu in (2.0, None):
+            m = transfer.FewShotCostModel(robust_nu=nu).fit(feats, t.latency)
+            scores = []
+            for s in range(6):
+                idx = np.random.default_rng(s).choice(len(own), 10, replace=False)
+                rest = np.setdiff1d(np.arange(len(own)), idx)
+                y = own[idx].copy()
+                y[0] *= 3
+                scores.append(spearmanr(m.adapt(idx, y)[rest], own[rest]).statistic)
+            rho[nu] = np.mean(scores)
+        assert rho[2.0] > 0.95 and rho[2.0] > rho[None] + 0.05, rho
 
 
 @pytest.mark.parametrize("body, msg", [
