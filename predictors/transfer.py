@@ -17,9 +17,9 @@ Two seed approaches, both usable from ``python -m predictors.transfer``:
   posterior would buy by bending the op costs. A new device's costs are the posterior mean given
   its few samples. Which centre, how wide the prior is and how noisy the samples are (relative to
   the known devices' spread and residual variance) is chosen per new device by the samples'
-  marginal likelihood, so a noisy phone leans on the prior more than a quiet GPU. The noise is
-  Student-t (2 degrees of freedom): one outlying sample does not bend every cost. Adding a
-  device that is in no table needs only its samples.
+  marginal likelihood, so a noisy phone leans on the prior more than a quiet GPU. The posterior
+  then takes the noise as Student-t (2 degrees of freedom, by EM), so that one outlying sample
+  does not bend every cost. Adding a device that is in no table needs only its samples.
   A new device whose runtime executes a different graph than the table's devices (``--graph
   live``: TFLite and other graph compilers drop a NAS-Bench-201 cell's dead edges; the table's
   PyTorch devices run all six) keeps the known devices' op costs as its prior but applies them
