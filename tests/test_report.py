@@ -33,7 +33,8 @@ window.addEventListener("load", function () {
 def campaign(tmp_path_factory, small_ids):
     from tests.conftest import make_zoo
     tmp = tmp_path_factory.mktemp("report")
-    zoo = make_zoo(tmp / "zoo", small_ids)
+    # + a hybrid (dynamic-range int8) model that XNNPACK runs in 2 pieces
+    zoo = make_zoo(tmp / "zoo", small_ids + ["dc-w050-d0-r32-dynamic-int8"])
     out = tmp / "runs"
     assert collect(["--zoo", str(zoo), "--out", str(out), "--runs", "10", "--threads", "1,2",
                     "--background-load", "0,1", "-q"]) == 0
@@ -78,6 +79,7 @@ def test_report_content(campaign):
     # no power sensor here: energy is the profile's estimate, labelled as such in the table
     assert "estimate:power_model(x86-linux)" in html and '<span class="est">ESTIMATE</span>' in html
     assert "no predictor outputs in this run folder" in html
+    assert 'class="num deleg">1<' in html and 'class="num deleg">2<' in html    # delegate pieces
     assert "python -m harness.collect" in html  # provenance footer: the command line
 
 
