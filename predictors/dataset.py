@@ -37,6 +37,8 @@ def data_hashes(paths: list[Path]) -> dict[str, str]:
 
 
 DRIFT_CORRECTED = "latency_ms_corrected"
+# the reference model runs in each job's own context: its speed is one per device and context
+REFERENCE_CONTEXT = ["target", "reference_id", "threads", "background_load"]
 
 
 def drift_corrected_ms(df: pd.DataFrame) -> pd.Series:
@@ -46,7 +48,7 @@ def drift_corrected_ms(df: pd.DataFrame) -> pd.Series:
     Milliseconds, without the drift of a machine whose speed wanders during a campaign and
     between campaigns (it reorders the jobs' own medians, not the paired ratios), so that
     campaigns collected at different times combine. NaN where a job has no reference pairs."""
-    ref = df.groupby(["target", "reference_id", "threads", "background_load"])["reference_ms_median"].transform("median")
+    ref = df.groupby(REFERENCE_CONTEXT)["reference_ms_median"].transform("median")
     return df["latency_rel_median"] * ref
 
 

@@ -46,8 +46,7 @@ def main(argv=None) -> int:
             # what the ms scale is: the reference model's median per device and context
             card["reference_ms_median"] = [
                 {"target": t, "reference_id": r, "threads": int(th), "background_load": int(bg), "ms": float(v)}
-                for (t, r, th, bg), v in df.groupby(["target", "reference_id", "threads", "background_load"])
-                ["reference_ms_median"].median().items()]
+                for (t, r, th, bg), v in df.groupby(dataset.REFERENCE_CONTEXT)["reference_ms_median"].median().items()]
         path = store.save(args.out, est, card)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -96,12 +96,11 @@ class FewShotCostModel:
         known = self.log_[rows] if self.same_graph_ else self.target_phi_[rows] @ self.device_costs_.T
         return np.array([_spearman(known[:, d], y_ms) for d in range(known.shape[1])])
 
-    def _centres(self, rows: np.ndarray, y_ms: np.ndarray):
-        """Candidate prior centres: (mean costs, weights of the known devices, what they are)."""
+    def _centres(self, rows: np.ndarray, y_ms: np.ndarray, a: np.ndarray, t: np.ndarray):
+        """Candidate prior centres: (mean costs, weights of the known devices, what they are).
+        ``a``: the samples' features; ``t``: the samples relative to their median."""
         W = self.device_costs_
         sim = self.device_similarity(rows, y_ms)
-        a = self.target_phi_[rows]
-        t = y_ms / np.median(y_ms)
         for tau in self.taus:
             wts = np.exp(tau * (sim - sim.max()))
             wts /= wts.sum()
@@ -121,7 +120,7 @@ class FewShotCostModel:
         t = y_ms / np.median(y_ms)
         n = len(rows)
         best = None
-        for m0, wts, centre in self._centres(rows, y_ms):
+        for m0, wts, centre in self._centres(rows, y_ms, a, t):
             d = W - wts @ W
             cov = (d.T * wts) @ d / max(1e-9, 1 - (wts ** 2).sum()) + self.jitter * np.eye(W.shape[1])
             aca = a @ cov @ a.T
