@@ -158,3 +158,40 @@ def test_kernel_family_builds_one_kernel_per_model(tmp_path):
         want = {"float32": "float32", "int8": "int8", "dynamic-int8": "hybrid"}[c.knobs["quantization"]]
         if c.knobs["kind"] != "dwconv" or want != "hybrid":   # small depthwise weights may stay float
             assert dtype_class(op) == want, (c.id, dtype_class(op))
+
+
+def test_every_operator_of_a_bundled_network_has_a_kernel_config():
+    from harness.zoo.kernels import config_of_op, macs_of
+    g = read_graph(BUNDLED / "dc-w050-d2-r48-int8.tflite")
+    cfgs = [config_of_op(op) for op in g.ops]
+    assert None not in cfgs, [op.op for op, c in zip(g.ops, cfgs) if c is None]
+    assert {c["kind"] for c in cfgs} == {"conv", "dwconv", "add", "pool", "fc"}
+    for op, c in zip(g.ops, cfgs):
+        if c["kind"] in ("conv", "dwconv", "fc"):
+            assert macs_of(c) == op.macs, (op.op, c)
+        if c["kind"] == "pool":
+            assert c["pool"] == "global"   # the network's MEAN
+
+
+@pytest.mark.slow
+def test_a_kernel_rebuilt_alone_has_the_network_operators_shapes(tmp_path):
+    """bench/kernel_additivity.py measures a network's operators alone: each rebuilt kernel is one
+    operator of the same type, shapes and dtype, read back from the .tflite it converts to."""
+    pytest.importorskip("tensorflow", reason="building needs the zoo extra (.ci/run installs it)")
+    from harness.zoo.kernels import config_of_op, convert, keras_model
+    g = read_graph(BUNDLED / "dc-w050-d2-r48-int8.tflite")
+    seen = set()
+    for op in g.ops:
+        c = config_of_op(op)
+        if c["kind"] in seen:
+            continue
+        seen.add(c["kind"])
+        p = tmp_path / f"{c['kind']}.tflite"
+        p.write_bytes(convert(keras_model(c), "int8"))
+        (k,) = read_graph(p).ops
+        assert k.op == op.op and k.macs == op.macs, (op.op, k.op, c)
+        assert k.inputs[0].shape == op.inputs[0].shape and k.outputs[0].shape == op.outputs[0].shape, c
+        assert k.inputs[0].dtype == op.inputs[0].dtype == "int8"
+    relu = tmp_path / "relu.tflite"
+    relu.write_bytes(convert(keras_model({"kind": "relu", "hw": 4, "cin": 8}), "float32"))
+    assert read_graph(relu).op_histogram == {"RELU": 1}

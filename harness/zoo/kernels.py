@@ -65,6 +65,33 @@ def sample_configs(n: int, seed: int = 0) -> list[dict]:
     return out
 
 
+def config_of_op(op) -> dict | None:
+    """The configuration of this family that rebuilds one operator of a network
+    (:class:`harness.zoo.graph.OpInfo`) alone, to measure it in isolation; None for an operator
+    the family has no builder for. Convolutions are rebuilt with BatchNorm and ReLU6 fused, as
+    the family builds them, whatever activation the network fused."""
+    i = op.inputs[0].shape if op.inputs else ()
+    o = op.outputs[0].shape if op.outputs else ()
+    if op.op == "FULLY_CONNECTED":
+        return {"kind": "fc", "cin": int(i[-1]), "cout": int(o[-1])}
+    if len(i) != 4 or i[1] != i[2]:
+        return None
+    c = {"hw": int(i[1]), "cin": int(i[3])}
+    k, s = (op.kernel or (1, 1))[0], (op.stride or (1, 1))[0]
+    if op.op == "CONV_2D":
+        return {"kind": "conv", **c, "cout": int(o[3]), "k": int(k), "stride": int(s)}
+    if op.op == "DEPTHWISE_CONV_2D" and k == 3 and o[3] == i[3]:
+        return {"kind": "dwconv", **c, "k": 3, "stride": int(s)}
+    if op.op in ("ADD", "CONCATENATION") and len(op.inputs) == 2 and op.inputs[1].shape == op.inputs[0].shape:
+        return {"kind": "add" if op.op == "ADD" else "concat", **c}
+    if op.op == "RELU":
+        return {"kind": "relu", **c}
+    pool = {("MEAN", None, None): "global", ("AVERAGE_POOL_2D", 3, 1): "avg3s1",
+            ("AVERAGE_POOL_2D", 2, 2): "avg2s2", ("MAX_POOL_2D", 2, 2): "max2s2"}
+    key = (op.op, None, None) if op.op == "MEAN" else (op.op, k, s)
+    return {"kind": "pool", **c, "pool": pool[key]} if key in pool else None
+
+
 def macs_of(c: dict) -> float:
     if c["kind"] == "conv":
         o = c["hw"] // c["stride"]
@@ -105,6 +132,8 @@ def keras_model(c: dict, seed: int = 0):
         if k in ("add", "concat"):
             inp.append(keras.Input(shape, batch_size=1, name="y"))
             x = L.Add()(inp) if k == "add" else L.Concatenate()(inp)
+        elif k == "relu":   # not sampled; for measuring a network's standalone ReLUs alone
+            x = L.ReLU()(inp[0])
         elif k == "pool":
             p = c["pool"]
             x = (L.GlobalAveragePooling2D()(inp[0]) if p == "global" else
