@@ -13,7 +13,7 @@ ms`` uses the raw medians; campaigns collected without a reference fall back to 
     python -m harness.zoo build --family nb201 --sample 60 --seed 11 \\
         --table ../shared/data/nb201/latency_ms.csv --out zoo-nb201        # ~15 s per network
     python -m harness.collect --zoo zoo-nb201 --runs 50 --threads 1 --background-load 0
-    python bench/local_transfer.py runs/<campaign> --zoo zoo-nb201 [--method bayes] [--graph live|all|auto] \\
+    python bench/local_transfer.py runs/<campaign> --zoo zoo-nb201 [--method stack] [--graph live|all|auto] \\
         [--latency auto|ms|rel]
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--draws", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--method", default="bayes")
+    ap.add_argument("--method", default="stack")
     ap.add_argument("--latency", choices=("auto", "ms", "rel"), default="auto",
                     help="the local latencies given to the transfer: ms, the jobs' own medians; rel, "
                          "latency_ms_corrected (each job's latency relative to the reference model, times the "

@@ -69,8 +69,8 @@ def test_transfer_cli_predicts_every_architecture(tmp_path):
         pred = np.array([float(r["latency_ms_pred"]) for r in rows])
         rest = np.setdiff1d(np.arange(len(hidden)), idx)
         rho = spearmanr(pred[rest], hidden[rest]).statistic
-        assert rho > {"bayes": 0.85, "proxy": 0.3, "ridge": 0.3, "flops": -1}[method], (method, rho)
-        if method == "bayes":   # calibrated, not just ranked
+        assert rho > {"stack": 0.85, "bayes": 0.85, "proxy": 0.3, "ridge": 0.3, "flops": -1}[method], (method, rho)
+        if method in ("stack", "bayes"):   # calibrated, not just ranked
             assert np.median(np.abs(pred[rest] - hidden[rest]) / hidden[rest]) < 0.25
 
 
@@ -122,6 +122,34 @@ def test_bayes_reads_the_noise_of_a_new_device_from_its_samples(tmp_path):
         rho["fixed"].append(spearmanr(fixed.adapt(idx, noisy[idx])[rest], hidden[rest]).statistic)
     assert np.median(chosen["noisy"]) > 2 * np.median(chosen["clean"]), chosen
     assert np.mean(rho["tuned"]) > np.mean(rho["fixed"]) + 0.02, rho
+
+
+def test_stack_leans_on_ridge_when_the_samples_say_ridge_fits_better(tmp_path):
+    """A new device whose log latency is the mean of two known devices' (no per-op cost vector
+    of the additive model is exactly that; a regression on the known devices is): the weight
+    the samples choose gives ridge a share, and the blend ranks the rest at least as well as
+    bayes alone. The weight's two ends are bayes and ridge themselves."""
+    table = tmp_path / "wide.csv"
+    synthetic_table(table)
+    t = nb201.load_table(table)
+    feats, log_t = nb201.cell_features(t.arch), np.log(t.latency)
+    new = np.exp(0.5 * log_t[:, 0] + 0.5 * log_t[:, 1]) * np.random.default_rng(3).lognormal(0, 0.03, len(t.arch))
+    model = transfer.FewShotCostModel().fit(feats, t.latency)
+    weights, rho = [], {"bayes": [], "stack": []}
+    for seed in range(6):
+        idx = np.random.default_rng(seed).choice(len(new), 10, replace=False)
+        rest = np.setdiff1d(np.arange(len(new)), idx)
+        pred, w = transfer.stack_predict(model.adapt, log_t, idx, new[idx])
+        weights.append(w)
+        rho["stack"].append(spearmanr(pred[rest], new[rest]).statistic)
+        rho["bayes"].append(spearmanr(model.adapt(idx, new[idx])[rest], new[rest]).statistic)
+        if seed == 0:
+            only_b, _ = transfer.stack_predict(model.adapt, log_t, idx, new[idx], weights=(1.0,))
+            only_r, _ = transfer.stack_predict(model.adapt, log_t, idx, new[idx], weights=(0.0,))
+            assert np.allclose(only_b, model.adapt(idx, new[idx]))
+            assert np.allclose(only_r, transfer.ridge_predict(log_t, idx, new[idx]))
+    assert max(weights) < 1.0, weights
+    assert np.mean(rho["stack"]) >= np.mean(rho["bayes"]), rho
 
 
 def test_bayes_fits_the_scale_of_the_prior_centre_to_the_samples(tmp_path):
