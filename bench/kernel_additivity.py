@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from harness.agent import _inputs, load_runtime  # noqa: E402
+from harness.errors import HarnessError  # noqa: E402
 from harness.zoo import kernels as K  # noqa: E402
 from harness.zoo.graph import read_graph  # noqa: E402
 
@@ -107,7 +108,11 @@ def main(argv=None) -> int:
     ratios, floors = [], []
     print(f"{'model':36} {'kernels':>7} {'net ms':>8} {'sum ms':>8} {'net/sum':>7} {'floor once':>10}  not rebuilt")
     for m in a.models:
-        g = read_graph(m)
+        try:
+            g = read_graph(m)
+        except HarnessError as e:
+            print(f"skipped: {e}")
+            continue
         parts, missing = [], []
         for op in g.ops:
             if op.inputs and all(t.const for t in op.inputs):
@@ -117,6 +122,9 @@ def main(argv=None) -> int:
                 missing.append(op.op)
                 continue
             parts.append(kernel_file(cfg, quantization_of(op)))
+        if not parts:
+            print(f"{m.stem}: skipped: no operator this harness can rebuild alone ({','.join(sorted(set(missing)))})")
+            continue
         timers = {p: Timer(rt, p, a.threads) for p in set(parts)}
         net = Timer(rt, m, a.threads)
         rounds = []
@@ -131,6 +139,8 @@ def main(argv=None) -> int:
         ratios.append((n / s, n / once))
         print(f"{m.stem[:36]:36} {len(parts):7d} {n:8.4f} {s:8.4f} {n / s:7.3f} {n / once:10.3f}  "
               f"{','.join(sorted(set(missing))) or '-'}")
+    if not ratios:
+        return 1
     r = np.array(ratios)
     print(f"floor (smallest kernel alone): median {np.median(floors) * 1e3:.2f} us")
     for j, name in enumerate(("net/sum", "net/sum with the floor once")):
