@@ -35,6 +35,7 @@ from harness.agent import _inputs, load_runtime  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
 from harness.zoo import kernels as K  # noqa: E402
 from harness.zoo.graph import read_graph  # noqa: E402
+from predictors.features import dtype_class, runs_at_inference  # noqa: E402
 
 FLOOR = {"kind": "relu", "hw": 4, "cin": 4}
 
@@ -57,13 +58,8 @@ def quiet():
                 os.close(fd)
 
 
-def quantization_of(op) -> str:
-    """The kernels family's quantization that reproduces this operator's dtypes."""
-    act = op.inputs[0].dtype if op.inputs else "float32"
-    w = op.inputs[1].dtype if len(op.inputs) > 1 else act
-    if act in ("int8", "uint8"):
-        return "int8"
-    return "dynamic-int8" if w in ("int8", "uint8") and op.inputs[1].const else "float32"
+# the kernels family's quantization that reproduces an operator's dtype class
+QUANTIZATION_OF = {"float32": "float32", "int8": "int8", "hybrid": "dynamic-int8"}
 
 
 class Timer:
@@ -115,13 +111,13 @@ def main(argv=None) -> int:
             continue
         parts, missing = [], []
         for op in g.ops:
-            if op.inputs and all(t.const for t in op.inputs):
-                continue   # computed once at prepare (float16 weights' DEQUANTIZE)
+            if not runs_at_inference(op):
+                continue
             cfg = K.config_of_op(op)
             if cfg is None:
                 missing.append(op.op)
                 continue
-            parts.append(kernel_file(cfg, quantization_of(op)))
+            parts.append(kernel_file(cfg, QUANTIZATION_OF[dtype_class(op)]))
         if not parts:
             print(f"{m.stem}: skipped: no operator this harness can rebuild alone ({','.join(sorted(set(missing)))})")
             continue

@@ -40,13 +40,18 @@ def dtype_class(op: OpInfo) -> str:
     return "float32"
 
 
+def runs_at_inference(op: OpInfo) -> bool:
+    """False for an operator whose inputs are all constants (a DEQUANTIZE of float16 weights):
+    it is computed once when the interpreter is prepared."""
+    return not (op.inputs and all(t.const for t in op.inputs))
+
+
 def kernel_rows(g: GraphInfo) -> list[dict]:
-    """One dict per operator that runs at every inference, with the nn-Meter kernel descriptors.
-    An operator whose inputs are all constants (a DEQUANTIZE of float16 weights) is computed once
-    when the interpreter is prepared, and is left out."""
+    """One dict per operator that runs at every inference (:func:`runs_at_inference`), with the
+    nn-Meter kernel descriptors."""
     out = []
     for op in g.ops:
-        if op.inputs and all(t.const for t in op.inputs):
+        if not runs_at_inference(op):
             continue
         i0 = op.inputs[0].shape if op.inputs else ()
         o0 = op.outputs[0].shape if op.outputs else ()
