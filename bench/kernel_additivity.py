@@ -35,6 +35,7 @@ from harness.agent import _inputs, load_runtime  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
 from harness.zoo import kernels as K  # noqa: E402
 from harness.zoo.graph import read_graph  # noqa: E402
+from harness.zoo.synthetic import convert  # noqa: E402
 from predictors.features import dtype_class, runs_at_inference  # noqa: E402
 
 FLOOR = {"kind": "relu", "hw": 4, "cin": 4}
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
         if key not in built:
             p = tmp / f"k{len(built)}.tflite"
             with quiet():
-                p.write_bytes(K.convert(K.keras_model(cfg), quant))
+                p.write_bytes(convert(K.keras_model(cfg), quant))
             built[key] = p
         return built[key]
 

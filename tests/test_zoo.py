@@ -160,6 +160,40 @@ def test_kernel_family_builds_one_kernel_per_model(tmp_path):
             assert dtype_class(op) == want, (c.id, dtype_class(op))
 
 
+def test_mbv2_configs_are_distinct_reproducible_and_bounded():
+    from harness.zoo.mbv2 import MAX_MACS, config_id, macs_of, sample_configs
+    a = sample_configs(30, seed=2)
+    assert a == sample_configs(30, seed=2) and a != sample_configs(30, seed=3)
+    assert len({config_id(c) for c in a}) == 30
+    assert max(macs_of(c) for c in a) <= MAX_MACS
+    assert {c["kernel"] for c in a} == {3, 5} and {c["blocks"] for c in a} == {1, 2, 3}
+
+
+@pytest.mark.slow
+def test_mbv2_family_builds_inverted_residual_networks(tmp_path):
+    """Read back from the .tflite: the MACs the sampler counted, one depthwise convolution per
+    block, a residual ADD wherever a block keeps its stride and width, and the quantization's
+    dtypes (int8 input for full int8, int8 weights with float activations for dynamic-range)."""
+    pytest.importorskip("tensorflow", reason="building needs the zoo extra (.ci/run installs it)")
+    from harness.zoo.mbv2 import build, macs_of, stages, stem_channels
+    from predictors.features import dtype_class
+    build(tmp_path, n=1, seed=4, log=lambda *_: None)
+    man, cands = load_manifest(tmp_path)
+    assert man["family"] == "mbv2" and [c.knobs["quantization"] for c in cands] == ["float32", "dynamic-int8", "int8"]
+    cfg = {k: v for k, v in cands[0].knobs.items() if k != "quantization"}
+    blocks = [(t, c, s if b == 0 else 1) for t, c, n, s in stages(cfg) for b in range(n)]
+    residual = sum(s == 1 and c == (blocks[i - 1][1] if i else stem_channels(cfg)) for i, (_, c, s) in enumerate(blocks))
+    for cand in cands:
+        g = read_graph(cand.path)
+        assert g.macs == macs_of(cfg), cand.id
+        assert g.op_histogram["DEPTHWISE_CONV_2D"] == len(blocks), (cand.id, g.op_histogram)
+        assert g.op_histogram.get("ADD", 0) == residual, (cand.id, g.op_histogram)
+        convs = [dtype_class(op) for op in g.ops if op.op == "CONV_2D"]
+        want = {"float32": "float32", "int8": "int8", "dynamic-int8": "hybrid"}[cand.knobs["quantization"]]
+        assert want in convs, (cand.id, convs)
+        assert (g.inputs[0].dtype == "int8") == (want == "int8")
+
+
 def test_every_operator_of_a_bundled_network_has_a_kernel_config():
     from harness.zoo.kernels import config_of_op, macs_of
     g = read_graph(BUNDLED / "dc-w050-d2-r48-int8.tflite")
@@ -178,7 +212,8 @@ def test_a_kernel_rebuilt_alone_has_the_network_operators_shapes(tmp_path):
     """bench/kernel_additivity.py measures a network's operators alone: each rebuilt kernel is one
     operator of the same type, shapes and dtype, read back from the .tflite it converts to."""
     pytest.importorskip("tensorflow", reason="building needs the zoo extra (.ci/run installs it)")
-    from harness.zoo.kernels import config_of_op, convert, keras_model
+    from harness.zoo.kernels import config_of_op, keras_model
+    from harness.zoo.synthetic import convert
     g = read_graph(BUNDLED / "dc-w050-d2-r48-int8.tflite")
     seen = set()
     for op in g.ops:

@@ -20,13 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import __version__
-from harness.errors import BadInput
-from harness.zoo.graph import read_graph
-from harness.zoo.manifest import write_manifest
+from harness.zoo.synthetic import QUANTIZATIONS, build_family, randomize_batchnorm
 
 FAMILY = "kernels"
-QUANTIZATIONS = ("float32", "dynamic-int8", "int8")
 # Sampling space: covers the sizes of the digits-compressed (4..64 px, 4..576 channels) and
 # nb201 (8..32 px, 16..64 channels) families. Kinds are drawn with these weights.
 KIND_WEIGHTS = {"conv": 0.45, "dwconv": 0.25, "fc": 0.1, "pool": 0.1, "add": 0.05, "concat": 0.05}
@@ -144,58 +140,11 @@ def keras_model(c: dict, seed: int = 0):
                  L.DepthwiseConv2D(3, c["stride"], "same", use_bias=False)(inp[0]))
             x = L.BatchNormalization()(x)
             x = L.ReLU(6.0)(x)
-    model = keras.Model(inp, x)
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:   # non-trivial BN statistics, folded into the conv by the converter
-        if isinstance(layer, L.BatchNormalization):
-            g, b, m, v = layer.get_weights()
-            layer.set_weights([1 + 0.1 * rng.standard_normal(g.shape), 0.1 * rng.standard_normal(b.shape),
-                               0.1 * rng.standard_normal(m.shape), 1 + 0.1 * rng.random(v.shape)])
-    return model
-
-
-def convert(model, quant: str, seed: int = 0) -> bytes:
-    import tensorflow as tf
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quant == "dynamic-int8":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif quant == "int8":
-        rng = np.random.default_rng(seed)
-        shapes = [tuple(t.shape) for t in model.inputs]
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([rng.standard_normal(s).astype(np.float32) for s in shapes]
-                                               for _ in range(16))
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    elif quant != "float32":
-        raise BadInput(f"kernels: unknown quantization {quant!r} (choose from {', '.join(QUANTIZATIONS)})")
-    return conv.convert()
+    return randomize_batchnorm(keras.Model(inp, x), seed)   # folded into the conv by the converter
 
 
 def build(out: Path, n: int = 80, seed: int = 0, quantizations=QUANTIZATIONS, log=print) -> dict:
-    import tensorflow as tf
-    out.mkdir(parents=True, exist_ok=True)
-    cands = []
-    for c in sample_configs(n, seed):
-        model = keras_model(c, seed)
-        for quant in quantizations:
-            if quant == "dynamic-int8" and c["kind"] in WEIGHTLESS:
-                continue   # nothing to quantize: the same file as float32
-            cid = f"k-{config_id(c)}-{quant}"
-            path = out / f"{cid}.tflite"
-            path.write_bytes(convert(model, quant, seed))
-            g = read_graph(path)
-            cands.append({"id": cid, "file": path.name, "sha256": g.sha256, "family": FAMILY,
-                          "knobs": {**c, "quantization": quant},
-                          "input": {"shape": list(g.inputs[0].shape), "dtype": g.inputs[0].dtype},
-                          "params": g.params, "macs": g.macs, "file_bytes": g.file_bytes,
-                          "preprocessing": {"layout": "NHWC", "note": "random weights: any input of the shape"},
-                          "accuracy": None, "training": {"weights": f"random (seed {seed})"}})
-            log(f"{cid}: macs={g.macs} ops={g.op_histogram}")
-    m = {"schema_version": 1, "family": FAMILY,
-         "description": "single-kernel models at sampled configurations (nn-Meter style), random weights",
-         "builder": {"harness_version": __version__, "tensorflow": tf.__version__, "seed": seed, "configs": n},
-         "task": None, "candidates": cands}
-    write_manifest(out, m)
-    return m
+    return build_family(out, FAMILY, "single-kernel models at sampled configurations (nn-Meter style), random weights",
+                        sample_configs(n, seed), config_id, keras_model, "k", seed, quantizations,
+                        # nothing to quantize in a weightless kernel: the same file as float32
+                        skip=lambda c, q: q == "dynamic-int8" and c["kind"] in WEIGHTLESS, log=log)

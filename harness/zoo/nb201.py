@@ -24,6 +24,7 @@ from harness import __version__
 from harness.errors import BadInput
 from harness.zoo.graph import read_graph
 from harness.zoo.manifest import write_manifest
+from harness.zoo.synthetic import randomize_batchnorm
 
 FAMILY = "nb201"
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -127,15 +128,7 @@ def keras_model(cell: str, seed: int = 0):
     x = L.ReLU()(x)
     x = L.GlobalAveragePooling2D()(x)
     x = L.Dense(10)(x)
-    model = keras.Model(inp, x)
-    # random but non-degenerate BN statistics, so that no constant folding shortcut applies
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, L.BatchNormalization):
-            g, b, m, v = layer.get_weights()
-            layer.set_weights([1 + 0.1 * rng.standard_normal(g.shape), 0.1 * rng.standard_normal(b.shape),
-                               0.1 * rng.standard_normal(m.shape), 1 + 0.1 * rng.random(v.shape)])
-    return model
+    return randomize_batchnorm(keras.Model(inp, x), seed)
 
 
 def convert(model) -> bytes:

@@ -1,0 +1,120 @@
+"""Build the ``mbv2`` family: MobileNetV2-style networks (random weights; latency only).
+
+A third network family beside ``digits-compressed`` (a small trained CNN) and ``nb201`` (cell
+networks of plain convolutions and pooling): inverted residual blocks (Sandler et al., CVPR 2018)
+whose cost is dominated by 1x1 convolutions and depthwise convolutions, the shape most deployed
+edge models have. A predictor evaluated by holding one network family out learns from the
+others; with two families it learns from one, which says little about how it would do on a
+third. Knobs (sampled): width multiplier, input resolution, blocks per stage, expansion factor,
+depthwise kernel size; each configuration in float32, dynamic-range int8 and full int8.
+
+Skeleton: stem conv3x3/2 (32w) + BN + ReLU6; stages (expansion, channels, blocks, stride) =
+(1, 16, 1, 1), (t, 24, d, 2), (t, 32, d, 2), (t, 64, d, 2), (t, 96, d, 1); each block is
+[conv1x1 expand + BN + ReLU6] + dwconv kxk + BN + ReLU6 + conv1x1 project + BN, with the
+residual add when stride is 1 and channels match; head conv1x1 (max(320w, 128)) + BN + ReLU6,
+global average pooling, a 10-way classifier.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from harness.zoo.synthetic import QUANTIZATIONS, build_family, randomize_batchnorm
+
+FAMILY = "mbv2"
+WIDTHS = (0.35, 0.5, 0.75, 1.0)
+RESOLUTIONS = (32, 48, 64, 96)
+BLOCKS = (1, 2, 3)
+EXPANSIONS = (3, 6)
+KERNELS = (3, 5)
+MAX_MACS = 40e6   # a few ms a run on one core of a small CPU
+
+
+def _ch(c: float) -> int:
+    return max(8, int(c + 4) // 8 * 8)
+
+
+def stem_channels(cfg: dict) -> int:
+    return _ch(32 * cfg["width"])
+
+
+def stages(cfg: dict) -> list[tuple[int, int, int, int]]:
+    t, d, w = cfg["expansion"], cfg["blocks"], cfg["width"]
+    return [(1, _ch(16 * w), 1, 1), (t, _ch(24 * w), d, 2), (t, _ch(32 * w), d, 2), (t, _ch(64 * w), d, 2),
+            (t, _ch(96 * w), d, 1)]
+
+
+def macs_of(cfg: dict) -> float:
+    """Multiply-accumulates of the network (convolutions and the classifier), for sampling."""
+    h = cfg["resolution"] // 2
+    c = stem_channels(cfg)
+    k = cfg["kernel"]
+    total = (cfg["resolution"] // 2) ** 2 * 9 * 3 * c
+    for t, cout, n, s in stages(cfg):
+        for b in range(n):
+            stride = s if b == 0 else 1
+            e = c * t
+            if t != 1:
+                total += h * h * c * e
+            h = -(-h // stride)
+            total += h * h * k * k * e + h * h * e * cout
+            c = cout
+    head = max(_ch(320 * cfg["width"]), 128)
+    return float(total + h * h * c * head + head * 10)
+
+
+def config_id(cfg: dict) -> str:
+    return (f"w{int(cfg['width'] * 100):03d}-r{cfg['resolution']}-d{cfg['blocks']}-t{cfg['expansion']}"
+            f"-k{cfg['kernel']}")
+
+
+def sample_configs(n: int, seed: int = 0) -> list[dict]:
+    """``n`` distinct configurations under :data:`MAX_MACS`, reproducible for a seed."""
+    rng = np.random.default_rng(seed)
+    out, seen = [], set()
+    for _ in range(100 * n):
+        if len(out) == n:
+            break
+        cfg = {"width": float(rng.choice(WIDTHS)), "resolution": int(rng.choice(RESOLUTIONS)),
+               "blocks": int(rng.choice(BLOCKS)), "expansion": int(rng.choice(EXPANSIONS)),
+               "kernel": int(rng.choice(KERNELS))}
+        if config_id(cfg) in seen or macs_of(cfg) > MAX_MACS:
+            continue
+        seen.add(config_id(cfg))
+        out.append(cfg)
+    return out
+
+
+def keras_model(cfg: dict, seed: int = 0):
+    import tensorflow as tf
+    from tensorflow import keras
+    L = keras.layers
+    tf.keras.utils.set_random_seed(seed)
+
+    def cbr(x, c, k, s=1, act=True):
+        x = L.Conv2D(c, k, s, "same", use_bias=False)(x)
+        x = L.BatchNormalization()(x)
+        return L.ReLU(6.0)(x) if act else x
+
+    inp = keras.Input((cfg["resolution"], cfg["resolution"], 3), batch_size=1, name="image")
+    x = cbr(inp, stem_channels(cfg), 3, 2)
+    for t, cout, n, s in stages(cfg):
+        for b in range(n):
+            stride = s if b == 0 else 1
+            cin = x.shape[-1]
+            h = cbr(x, cin * t, 1) if t != 1 else x
+            h = L.DepthwiseConv2D(cfg["kernel"], stride, "same", use_bias=False)(h)
+            h = L.ReLU(6.0)(L.BatchNormalization()(h))
+            h = cbr(h, cout, 1, act=False)
+            x = L.Add()([x, h]) if stride == 1 and cin == cout else h
+    x = cbr(x, max(_ch(320 * cfg["width"]), 128), 1)
+    x = L.GlobalAveragePooling2D()(x)
+    x = L.Dense(10)(x)
+    return randomize_batchnorm(keras.Model(inp, x), seed)
+
+
+def build(out: Path, n: int = 20, seed: int = 0, quantizations=QUANTIZATIONS, log=print) -> dict:
+    return build_family(out, FAMILY, "MobileNetV2-style inverted-residual networks, random weights",
+                        sample_configs(n, seed), config_id, keras_model, "mb", seed, quantizations, log=log)
