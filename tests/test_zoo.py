@@ -194,6 +194,35 @@ def test_mbv2_family_builds_inverted_residual_networks(tmp_path):
         assert (g.inputs[0].dtype == "int8") == (want == "int8")
 
 
+def test_resnet_configs_are_distinct_reproducible_and_bounded():
+    from harness.zoo.resnet import MAX_MACS, config_id, macs_of, sample_configs
+    a = sample_configs(30, seed=2)
+    assert a == sample_configs(30, seed=2) and a != sample_configs(30, seed=3)
+    assert len({config_id(c) for c in a}) == 30 and max(macs_of(c) for c in a) <= MAX_MACS
+    assert {c["pool"] for c in a} == {True, False}
+
+
+@pytest.mark.slow
+def test_resnet_family_builds_basic_block_networks(tmp_path):
+    """Read back from the .tflite: the sampler's MACs, two 3x3 convolutions and one ADD per
+    block, a 1x1 shortcut convolution where a stage halves the resolution, max pooling only
+    when the configuration asks for it."""
+    pytest.importorskip("tensorflow", reason="building needs the zoo extra (.ci/run installs it)")
+    from harness.zoo.resnet import build, keras_model, macs_of, sample_configs
+    from harness.zoo.synthetic import convert
+    cfgs = sample_configs(2, seed=1)
+    build(tmp_path, n=1, seed=1, quantizations=("float32", "int8"), log=lambda *_: None)
+    _, cands = load_manifest(tmp_path)
+    other = {**cfgs[0], "pool": not cfgs[0]["pool"], "width": 8, "resolution": 32}
+    (tmp_path / "other.tflite").write_bytes(convert(keras_model(other), "float32"))
+    for path, cfg in [(c.path, cfgs[0]) for c in cands] + [(tmp_path / "other.tflite", other)]:
+        g = read_graph(path)
+        h = g.op_histogram
+        assert g.macs == macs_of(cfg), path.name
+        assert h["CONV_2D"] == 1 + 6 * cfg["blocks"] + 2 and h["ADD"] == 3 * cfg["blocks"], (path.name, h)
+        assert h.get("MAX_POOL_2D", 0) == int(cfg["pool"]), (path.name, h)
+
+
 def test_every_operator_of_a_bundled_network_has_a_kernel_config():
     from harness.zoo.kernels import config_of_op, macs_of
     g = read_graph(BUNDLED / "dc-w050-d2-r48-int8.tflite")
