@@ -40,6 +40,10 @@ def stem_channels(cfg: dict) -> int:
     return _ch(32 * cfg["width"])
 
 
+def head_channels(cfg: dict) -> int:
+    return max(_ch(320 * cfg["width"]), 128)
+
+
 def stages(cfg: dict) -> list[tuple[int, int, int, int]]:
     t, d, w = cfg["expansion"], cfg["blocks"], cfg["width"]
     return [(1, _ch(16 * w), 1, 1), (t, _ch(24 * w), d, 2), (t, _ch(32 * w), d, 2), (t, _ch(64 * w), d, 2),
@@ -61,7 +65,7 @@ def macs_of(cfg: dict) -> float:
             h = -(-h // stride)
             total += h * h * k * k * e + h * h * e * cout
             c = cout
-    head = max(_ch(320 * cfg["width"]), 128)
+    head = head_channels(cfg)
     return float(total + h * h * c * head + head * 10)
 
 
@@ -109,7 +113,7 @@ def keras_model(cfg: dict, seed: int = 0):
             h = L.ReLU(6.0)(L.BatchNormalization()(h))
             h = cbr(h, cout, 1, act=False)
             x = L.Add()([x, h]) if stride == 1 and cin == cout else h
-    x = cbr(x, max(_ch(320 * cfg["width"]), 128), 1)
+    x = cbr(x, head_channels(cfg), 1)
     x = L.GlobalAveragePooling2D()(x)
     x = L.Dense(10)(x)
     return randomize_batchnorm(keras.Model(inp, x), seed)
