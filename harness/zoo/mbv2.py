@@ -19,9 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from harness.zoo.synthetic import QUANTIZATIONS, build_family, randomize_batchnorm
+from harness.zoo.synthetic import QUANTIZATIONS, build_family, randomize_batchnorm, sample_distinct
 
 FAMILY = "mbv2"
 WIDTHS = (0.35, 0.5, 0.75, 1.0)
@@ -76,19 +74,10 @@ def config_id(cfg: dict) -> str:
 
 def sample_configs(n: int, seed: int = 0) -> list[dict]:
     """``n`` distinct configurations under :data:`MAX_MACS`, reproducible for a seed."""
-    rng = np.random.default_rng(seed)
-    out, seen = [], set()
-    for _ in range(100 * n):
-        if len(out) == n:
-            break
-        cfg = {"width": float(rng.choice(WIDTHS)), "resolution": int(rng.choice(RESOLUTIONS)),
-               "blocks": int(rng.choice(BLOCKS)), "expansion": int(rng.choice(EXPANSIONS)),
-               "kernel": int(rng.choice(KERNELS))}
-        if config_id(cfg) in seen or macs_of(cfg) > MAX_MACS:
-            continue
-        seen.add(config_id(cfg))
-        out.append(cfg)
-    return out
+    return sample_distinct(n, seed, lambda rng: {
+        "width": float(rng.choice(WIDTHS)), "resolution": int(rng.choice(RESOLUTIONS)),
+        "blocks": int(rng.choice(BLOCKS)), "expansion": int(rng.choice(EXPANSIONS)),
+        "kernel": int(rng.choice(KERNELS))}, config_id, macs_of, MAX_MACS)
 
 
 def keras_model(cfg: dict, seed: int = 0):

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from harness.zoo.synthetic import QUANTIZATIONS, build_family, randomize_batchnorm
+from harness.zoo.synthetic import QUANTIZATIONS, build_family, randomize_batchnorm, sample_distinct
 
 FAMILY = "resnet"
 WIDTHS = (8, 12, 16, 24, 32)
@@ -46,18 +44,9 @@ def config_id(cfg: dict) -> str:
 
 
 def sample_configs(n: int, seed: int = 0) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    out, seen = [], set()
-    for _ in range(100 * n):
-        if len(out) == n:
-            break
-        cfg = {"width": int(rng.choice(WIDTHS)), "resolution": int(rng.choice(RESOLUTIONS)),
-               "blocks": int(rng.choice(BLOCKS)), "pool": bool(rng.integers(2))}
-        if config_id(cfg) in seen or macs_of(cfg) > MAX_MACS:
-            continue
-        seen.add(config_id(cfg))
-        out.append(cfg)
-    return out
+    return sample_distinct(n, seed, lambda rng: {
+        "width": int(rng.choice(WIDTHS)), "resolution": int(rng.choice(RESOLUTIONS)),
+        "blocks": int(rng.choice(BLOCKS)), "pool": bool(rng.integers(2))}, config_id, macs_of, MAX_MACS)
 
 
 def keras_model(cfg: dict, seed: int = 0):
