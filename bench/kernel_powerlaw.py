@@ -4,7 +4,8 @@ For each network family in the data, trains without it and scores acc@10% on it 
 ``python -m predictors.evaluate --holdout-family``), for two models:
 
 * ``linear``: :class:`predictors.models.KernelLevelRegressor` as shipped (per (kind, dtype) cost
-  linear in count, MACs and bytes, rows weighted for relative error);
+  linear in count, MACs, bytes and MACs padded to SIMD tiles, rows weighted for relative error
+  and every family weighing the same);
 * ``powerlaw``: per kernel, cost = exp(theta . [1, log MACs, log bytes, log Cin, log Cout]) with
   theta per kind plus a ridge-penalized offset per (kind, dtype), plus one per-model overhead,
   fitted on log(sum) against log(latency) over whole networks and single kernels, each family
@@ -91,11 +92,12 @@ def main(argv=None) -> int:
     pl = PowerLaw(kernel_table(df, a.zoo), len(df))
     cols = dataset.kernel_level_columns(df)
     lin = evaluate.estimators()["kernel"]
+    fw = dataset.family_weights(df)
     print(f"{len(df)} rows; families: " + ", ".join(f"{f} {n}" for f, n in df["zoo_family"].value_counts().items()))
     print(f"{'held-out family':20s} {'linear':>8s} {'powerlaw':>9s}   (acc@10% on the held-out family)")
     for f in sorted(set(fam) - {dataset.KERNEL_FAMILY}):
         te = fam == f
-        m = clone(lin).fit(df.loc[~te, cols], y[~te])
+        m = clone(lin).fit(df.loc[~te, cols], y[~te], sample_weight=fw[~te])
         acc_lin = evaluate.metrics(y[te], m.predict(df.loc[te, cols]))["acc@10%"]
         w = np.zeros(len(y))
         for g in set(fam[~te]):

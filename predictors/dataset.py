@@ -113,6 +113,15 @@ def rows_for(level: str, df: pd.DataFrame) -> pd.DataFrame:
     return df if nets.empty else nets.reset_index(drop=True)
 
 
+def family_weights(df: pd.DataFrame) -> np.ndarray:
+    """Sample weights under which every zoo family weighs the same in total (mean weight 1): a
+    family of 72 models does not outvote one of 32, and what the predictor learns about per-
+    kernel costs is not mostly what the biggest family needs."""
+    fam = df["zoo_family"].to_numpy()
+    names, inverse, counts = np.unique(fam, return_inverse=True, return_counts=True)
+    return len(fam) / (len(names) * counts[inverse])
+
+
 def model_level_columns(df: pd.DataFrame) -> list[str]:
     cols = [c for c in df.columns if c.startswith("m_")] + ["threads", "background_load"]
     if df["cpu_freq_mhz"].notna().all():

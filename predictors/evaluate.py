@@ -38,8 +38,9 @@ def metrics(y_true, y_pred) -> dict[str, float]:
     return out
 
 
-def grouped_cv(estimator, X, y, groups, folds: int = 5) -> tuple[dict, np.ndarray]:
-    """Out-of-fold predictions over GroupKFold; returns (metrics, predictions)."""
+def grouped_cv(estimator, X, y, groups, folds: int = 5, sample_weight=None) -> tuple[dict, np.ndarray]:
+    """Out-of-fold predictions over GroupKFold; returns (metrics, predictions). ``sample_weight``
+    (one per row) weights the fits, never the scores."""
     X = X.reset_index(drop=True) if hasattr(X, "reset_index") else X
     y = np.asarray(y, float)
     groups = np.asarray(groups)
@@ -49,12 +50,13 @@ def grouped_cv(estimator, X, y, groups, folds: int = 5) -> tuple[dict, np.ndarra
     pred = np.full(len(y), np.nan)
     for tr, te in GroupKFold(n_splits=k).split(X, y, groups):
         assert not set(groups[tr]) & set(groups[te])
-        m = clone(estimator).fit(X.iloc[tr] if hasattr(X, "iloc") else X[tr], y[tr])
+        fit_kw = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight, float)[tr]}
+        m = clone(estimator).fit(X.iloc[tr] if hasattr(X, "iloc") else X[tr], y[tr], **fit_kw)
         pred[te] = m.predict(X.iloc[te] if hasattr(X, "iloc") else X[te])
     return metrics(y, pred), pred
 
 
-def leave_family_out(estimator, X, y, families) -> dict[str, dict]:
+def leave_family_out(estimator, X, y, families, sample_weight=None) -> dict[str, dict]:
     families = np.asarray(families)
     y = np.asarray(y, float)
     out = {}
@@ -62,7 +64,8 @@ def leave_family_out(estimator, X, y, families) -> dict[str, dict]:
         te = families == fam
         if te.all():
             continue
-        m = clone(estimator).fit(X[~te], y[~te])
+        fit_kw = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight, float)[~te]}
+        m = clone(estimator).fit(X[~te], y[~te], **fit_kw)
         out[fam] = metrics(y[te], m.predict(X[te]))
     return out
 
@@ -88,6 +91,8 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--model", choices=("model", "kernel", "both"), default="both")
     ap.add_argument("--holdout-family", action="store_true")
+    ap.add_argument("--weights", choices=("family", "none"), default="family",
+                    help="family: every zoo family weighs the same in the fits (default); none: every row alike")
     ap.add_argument("--artifact", type=Path, help="score a saved predictor (train --out DIR) on --data instead")
     ap.add_argument("--json", type=Path, help="also write the scores here")
     args = ap.parse_args(argv)
@@ -109,7 +114,8 @@ def main(argv=None) -> int:
                 if len(df) < len(full):
                     print(f"{name}-level: the {dataset.KERNEL_FAMILY} family's {len(full) - len(df)} rows are "
                           f"single operators, left to the kernel level")
-                m, _ = grouped_cv(est, df[cols[name]], df[args.target], df["group"], args.folds)
+                w = dataset.family_weights(df) if args.weights == "family" else None
+                m, _ = grouped_cv(est, df[cols[name]], df[args.target], df["group"], args.folds, w)
                 print(f"{name}-level, grouped {args.folds}-fold CV by architecture ({df['group'].nunique()} "
                       f"architectures): {_fmt(m)}")
                 report[name] = {"grouped_cv": m}
@@ -122,7 +128,7 @@ def main(argv=None) -> int:
                     print(f"  within {fam}: {_fmt(mf)}")
                     report[name][f"grouped_cv_{fam}"] = mf
                 if args.holdout_family:
-                    for fam, mf in leave_family_out(est, df[cols[name]], df[args.target], df["zoo_family"]).items():
+                    for fam, mf in leave_family_out(est, df[cols[name]], df[args.target], df["zoo_family"], w).items():
                         print(f"  trained without {fam}, tested on it: {_fmt(mf)}")
                         report[name][f"holdout_{fam}"] = mf
         if args.json:

@@ -5,7 +5,8 @@
 * kernel level (nn-Meter style), one row per kernel: kind (conv, dwconv, fc, pool, add, concat,
   other; in the predictor's sums a 1x1 conv is its own kind, its cost per MAC is not a 3x3's),
   H, W, Cin, Cout, kernel, stride, MACs, bytes moved, and its dtype class (float32,
-  int8, hybrid = int8 weights with float activations);
+  int8, hybrid = int8 weights with float activations); summed per (kind, dtype) for the
+  kernel-level predictor, with MACs padded to SIMD tile widths (:func:`kernel_basis`);
 * context: threads, background load, CPU frequency when known.
 """
 from __future__ import annotations
@@ -78,19 +79,45 @@ def model_features(g: GraphInfo) -> dict[str, float]:
     return f
 
 
+# SIMD tile widths in channels: a GEMM or depthwise microkernel computes output channels (and
+# reads input channels) in blocks of a fixed width, so a layer of 8 channels on a kernel that
+# tiles by 16 costs about what 16 channels cost. The widths differ by ISA and dtype (XNNPACK:
+# 8-16 on NEON, 16-32 on AVX-512 for float32; int8 reads inputs in groups of 4-8); the
+# predictor gets every width here and its non-negative fit keeps the ones the device shows.
+COUT_TILES = (8, 16, 32, 64)
+CIN_TILES = (4, 8, 16, 32)
+TILED_KINDS = ("conv", "conv1x1", "dwconv", "fc")
+
+
+def _padded(c: int, tile: int) -> float:
+    """Channels rounded up to the tile, over channels: the factor of MACs a tiled kernel does."""
+    c = max(int(c), 1)
+    return -(-c // tile) * tile / c
+
+
 def kernel_basis(g: GraphInfo) -> dict[str, float]:
-    """Per (kind, dtype class): kernel count, MACs and bytes summed over the model's kernels. A
-    model's latency that is a sum of per-kernel costs linear in these descriptors is a linear
-    function of these sums, so the kernel-level predictor can learn per-kernel costs from
-    whole-model measurements (the measured runtime does not profile single operators), among
-    them the ``kernels`` family's models of one operator each."""
+    """Per (kind, dtype class): kernel count, MACs and bytes summed over the model's kernels,
+    and for convolutions and fully connected layers the MACs padded to each SIMD tile width
+    (:data:`COUT_TILES` on output channels, :data:`CIN_TILES` on input channels), which is what
+    makes a narrow layer cost more per MAC than a wide one. A model's latency that is a sum of
+    per-kernel costs linear in these descriptors is a linear function of these sums, so the
+    kernel-level predictor can learn per-kernel costs from whole-model measurements (the
+    measured runtime does not profile single operators), among them the ``kernels`` family's
+    models of one operator each."""
     f = {f"{k}_{d}_{q}": 0.0 for k in KIND_LIST for d in DTYPE_CLASSES for q in ("n", "mmacs", "mbytes")}
+    f.update({f"{k}_{d}_{q}{t}": 0.0 for k in TILED_KINDS for d in DTYPE_CLASSES
+              for q, tiles in (("mmacs_cout", COUT_TILES), ("mmacs_cin", CIN_TILES)) for t in tiles})
     for r in kernel_rows(g):
         kind = "conv1x1" if r["kind"] == "conv" and r["kernel"] == 1 else r["kind"]
         key = f"{kind}_{r['dtype']}"
         f[key + "_n"] += 1
         f[key + "_mmacs"] += r["macs"] / 1e6
         f[key + "_mbytes"] += r["bytes"] / 1e6
+        if kind in TILED_KINDS:
+            for t in COUT_TILES:
+                f[f"{key}_mmacs_cout{t}"] += r["macs"] / 1e6 * _padded(r["cout"], t)
+            for t in CIN_TILES:
+                f[f"{key}_mmacs_cin{t}"] += r["macs"] / 1e6 * _padded(r["cin"], t)
     return f
 
 

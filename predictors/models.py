@@ -28,17 +28,17 @@ class ModelLevelRegressor(RegressorMixin, BaseEstimator):
         self.min_samples_leaf = min_samples_leaf
         self.random_state = random_state
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         X, y = validate_data(self, X, y, y_numeric=True)
         if np.any(y <= 0):
             raise ValueError("targets must be positive (latency or energy)")
         ly = np.log(y)
         self.scaler_ = StandardScaler().fit(X)
         Xs = self.scaler_.transform(X)
-        self.trend_ = Ridge(alpha=self.alpha).fit(Xs, ly)
+        self.trend_ = Ridge(alpha=self.alpha).fit(Xs, ly, sample_weight=sample_weight)
         self.forest_ = RandomForestRegressor(n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
                                              random_state=self.random_state, n_jobs=1)
-        self.forest_.fit(X, ly - self.trend_.predict(Xs))
+        self.forest_.fit(X, ly - self.trend_.predict(Xs), sample_weight=sample_weight)
         self.log_range_ = (float(ly.min()) - np.log(10), float(ly.max()) + np.log(10))
         return self
 
@@ -65,10 +65,12 @@ class KernelLevelRegressor(RegressorMixin, BaseEstimator):
                   [int(c) for c in self.context_columns]
         return ctx_idx
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
+        """Rows are weighted for relative error (1 / y^2), times ``sample_weight`` if given."""
         X, y = validate_data(self, X, y, y_numeric=True)
         if np.any(y <= 0):
             raise ValueError("targets must be positive (latency or energy)")
+        sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
         self.ctx_idx_ = self._split(X)
         basis = np.delete(X, self.ctx_idx_, axis=1)
         self.scale_ = np.maximum(basis.max(axis=0), 1e-12)
@@ -83,7 +85,7 @@ class KernelLevelRegressor(RegressorMixin, BaseEstimator):
             # the kernel counts sum to the intercept's column, and a free intercept can trade
             # -1e11 against +1e11 on every count
             a = np.hstack([basis[m] / self.scale_, np.ones((int(m.sum()), 1))])
-            lr = LinearRegression(positive=True, fit_intercept=False).fit(a, y[m], sample_weight=1.0 / y[m] ** 2)
+            lr = LinearRegression(positive=True, fit_intercept=False).fit(a, y[m], sample_weight=sw[m] / y[m] ** 2)
             self.coefs_[i], self.overheads_[i] = lr.coef_[:-1], float(lr.coef_[-1])
         return self
 

@@ -22,6 +22,8 @@ def main(argv=None) -> int:
                          "x the reference model's median over the data (ms without the machine's drift)")
     ap.add_argument("--level", choices=("model", "kernel"), default="model")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--weights", choices=("family", "none"), default="family",
+                    help="family: every zoo family weighs the same in the fit (default); none: every row alike")
     ap.add_argument("--allow-estimates", action="store_true",
                     help="train energy on power-model estimates too (the card says so)")
     ap.add_argument("--out", type=Path, required=True)
@@ -32,13 +34,14 @@ def main(argv=None) -> int:
         cols = dataset.model_level_columns(df) if args.level == "model" else dataset.kernel_level_columns(df)
         est = evaluate.estimators()[args.level]
         X, y = df[cols], df[args.target].to_numpy(float)
+        w = dataset.family_weights(df) if args.weights == "family" else None
         cv = None
         if df["group"].nunique() >= 2:
-            cv, _ = evaluate.grouped_cv(est, X, y, df["group"], args.folds)
-        est.fit(X, y)
+            cv, _ = evaluate.grouped_cv(est, X, y, df["group"], args.folds, w)
+        est.fit(X, y, **({} if w is None else {"sample_weight": w}))
         card = {"target": args.target, "level": args.level, "features": cols, "n_rows": len(df),
                 "n_architectures": int(df["group"].nunique()), "targets": sorted(df["target"].unique()),
-                "families": sorted(df["zoo_family"].unique()),
+                "families": sorted(df["zoo_family"].unique()), "sample_weights": args.weights,
                 "energy_sources": sorted(df["energy_source"].astype(str).unique()) if "energy" in args.target else None,
                 "training_data": dataset.data_hashes(args.data),
                 "cv": {"scheme": f"GroupKFold({min(args.folds, df['group'].nunique())}) by architecture", "scores": cv}}
