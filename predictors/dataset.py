@@ -117,9 +117,12 @@ def family_weights(df: pd.DataFrame) -> np.ndarray:
     """Sample weights under which every zoo family weighs the same in total (mean weight 1): a
     family of 72 models does not outvote one of 32, and what the predictor learns about per-
     kernel costs is not mostly what the biggest family needs."""
-    fam = df["zoo_family"].to_numpy()
-    names, inverse, counts = np.unique(fam, return_inverse=True, return_counts=True)
-    return len(fam) / (len(names) * counts[inverse])
+    return balanced_weights(df["zoo_family"].to_numpy())
+
+
+def balanced_weights(labels) -> np.ndarray:
+    names, inverse, counts = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)
+    return len(inverse) / (len(names) * counts[inverse])
 
 
 def model_level_columns(df: pd.DataFrame) -> list[str]:

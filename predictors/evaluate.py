@@ -6,7 +6,8 @@ group); for transfer, leave-one-device-out.
 
     python -m predictors.evaluate --data measurements.parquet [--data ...] [--zoo DIR]
         [--target latency_ms_median] [--folds 5] [--model model|kernel|both]
-        [--holdout-family]        # also train on one zoo family, test on the others
+        [--holdout-family]        # also train without each zoo family, test on it
+        [--shots K]               # ... and with K of its architectures measured, test on the rest
     python -m predictors.evaluate --artifact DIR --data other.parquet   # a saved predictor on new data
 """
 from __future__ import annotations
@@ -56,17 +57,45 @@ def grouped_cv(estimator, X, y, groups, folds: int = 5, sample_weight=None) -> t
     return metrics(y, pred), pred
 
 
-def leave_family_out(estimator, X, y, families, sample_weight=None) -> dict[str, dict]:
+def leave_family_out(estimator, X, y, families, balance: bool = False, groups=None, shots: int = 0,
+                     draws: int = 10, seed: int = 0) -> dict[str, dict]:
+    """Per family: trained on the other families, scored on it. ``balance``: every family in the
+    training rows weighs the same (:func:`predictors.dataset.balanced_weights`).
+
+    ``shots`` > 0 (with ``groups``): the few-shot case, a new family of which ``shots``
+    architectures (at all their quantizations and contexts) were measured: they join the
+    training rows, as a family of their own, and the family's other architectures are scored;
+    metrics are the mean over ``draws`` random choices of those architectures."""
+    from predictors.dataset import balanced_weights
     families = np.asarray(families)
     y = np.asarray(y, float)
+    groups = None if groups is None else np.asarray(groups)
+    if shots and groups is None:
+        raise ValueError("shots need groups (architectures)")
+
+    def fit_score(train, test):
+        kw = {"sample_weight": balanced_weights(families[train])} if balance else {}
+        m = clone(estimator).fit(X[train], y[train], **kw)
+        assert not (train & test).any()
+        return metrics(y[test], m.predict(X[test]))
     out = {}
+    rng = np.random.default_rng(seed)
     for fam in sorted(set(families)):
         te = families == fam
         if te.all():
             continue
-        fit_kw = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight, float)[~te]}
-        m = clone(estimator).fit(X[~te], y[~te], **fit_kw)
-        out[fam] = metrics(y[te], m.predict(X[te]))
+        if not shots:
+            out[fam] = fit_score(~te, te)
+            continue
+        archs = np.unique(groups[te])
+        if len(archs) <= shots:
+            continue
+        runs = []
+        for _ in range(draws):
+            seen = te & np.isin(groups, rng.choice(archs, shots, replace=False))
+            runs.append(fit_score(~te | seen, te & ~seen))
+        out[fam] = {k: float(np.mean([r[k] for r in runs if k in r])) for k in runs[0]}
+        out[fam]["n"] = int(round(out[fam]["n"]))
     return out
 
 
@@ -91,6 +120,9 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--model", choices=("model", "kernel", "both"), default="both")
     ap.add_argument("--holdout-family", action="store_true")
+    ap.add_argument("--shots", type=int, default=0, metavar="K",
+                    help="with --holdout-family: K architectures of the held-out family are measured and join the "
+                         "training data; the rest are scored (mean of 10 random draws)")
     ap.add_argument("--weights", choices=("family", "none"), default="family",
                     help="family: every zoo family weighs the same in the fits (default); none: every row alike")
     ap.add_argument("--artifact", type=Path, help="score a saved predictor (train --out DIR) on --data instead")
@@ -128,9 +160,14 @@ def main(argv=None) -> int:
                     print(f"  within {fam}: {_fmt(mf)}")
                     report[name][f"grouped_cv_{fam}"] = mf
                 if args.holdout_family:
-                    for fam, mf in leave_family_out(est, df[cols[name]], df[args.target], df["zoo_family"], w).items():
-                        print(f"  trained without {fam}, tested on it: {_fmt(mf)}")
-                        report[name][f"holdout_{fam}"] = mf
+                    X = df[cols[name]]
+                    for k in sorted({0, args.shots}):
+                        scores = leave_family_out(est, X, df[args.target], df["zoo_family"], w is not None,
+                                                  df["group"], k)
+                        for fam, mf in scores.items():
+                            how = f"with {k} of its architectures" if k else "without it"
+                            print(f"  trained {how}, tested on {fam}{' (the rest)' if k else ''}: {_fmt(mf)}")
+                            report[name][f"holdout_{fam}" + (f"_shots{k}" if k else "")] = mf
         if args.json:
             args.json.write_text(json.dumps(report, indent=1))
     except HarnessError as e:

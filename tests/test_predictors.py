@@ -454,3 +454,40 @@ def test_family_weights_and_sample_weight():
     assert KernelLevelRegressor(context_columns=(0,)).fit(X, y_bad).predict(X) != pytest.approx(y, rel=1e-2)
     m = ModelLevelRegressor(n_estimators=5).fit(X, y_bad, sample_weight=sw)
     assert np.abs(np.log(m.predict(X[3:]) / y[3:])).max() < 0.2
+
+
+def test_holdout_family_with_shots_trains_on_k_architectures_and_scores_the_rest():
+    import pandas as pd
+
+    class Memo(KernelLevelRegressor):
+        fits: list = []
+        scored: list = []
+
+        def fit(self, X, y, sample_weight=None):
+            Memo.fits.append((set(arch[X.index]), sample_weight))
+            return super().fit(X, y, sample_weight)
+
+        def predict(self, X):
+            Memo.scored.append(set(arch[X.index]))
+            return super().predict(X)
+    # two families of 6 architectures at 2 quantizations: family a is convolutions, family b
+    # mostly depthwise convolutions, whose cost only b's own measurements show
+    rng = np.random.default_rng(0)
+    arch = np.repeat(np.arange(12), 2)
+    fam = np.where(arch < 6, "a", "b")
+    conv = rng.uniform(1, 5, 24)
+    dw = np.where(fam == "b", rng.uniform(1, 5, 24), 0.0)
+    y = 0.1 + conv + 3 * dw
+    X = pd.DataFrame({"conv": conv, "dw": dw, "threads": 1, "background_load": 0})
+    zero = evaluate.leave_family_out(Memo(), X, y, fam, balance=True, groups=arch)
+    Memo.fits.clear(), Memo.scored.clear()
+    few = evaluate.leave_family_out(Memo(), X, y, fam, balance=True, groups=arch, shots=2, draws=3)
+    assert len(Memo.fits) == len(Memo.scored) == 6
+    for (seen, w), scored in zip(Memo.fits, Memo.scored):
+        held = set(range(6)) if min(scored) < 6 else set(range(6, 12))
+        assert len(seen & held) == 2 and not seen & scored and seen | scored == set(range(12))
+        # the 2 measured architectures weigh as a family of their own
+        assert w.sum() == pytest.approx(len(w)) and len(set(np.round(w, 9))) == 2
+    assert few["b"]["n"] == 8 and zero["b"]["n"] == 12
+    assert zero["b"]["acc@10%"] < 0.1 and few["b"]["acc@10%"] == 1    # measuring 2 of b teaches its cost
+    assert evaluate.leave_family_out(Memo(), X, y, fam, groups=arch, shots=6) == {}    # nothing left to score
