@@ -5,11 +5,13 @@ state in attributes ending with ``_``, ``fit`` returns self, ``get_params``/``cl
   space carries the trend (it extrapolates to bigger or smaller models than seen, up to 10x
   beyond the training targets), a random forest learns what the trend misses.
 * :class:`KernelLevelRegressor`: latency = learned per-model overhead + sum over kernels of a
-  per-(kind, dtype) cost linear in the kernel's count, MACs and bytes, with non-negative
-  costs, fitted separately per context (threads, background load) and weighted for relative
-  error. Per-kernel costs are learned from whole-model measurements, and best with the
-  ``kernels`` zoo family (single operators at sampled sizes) among them.
-Both predict in the target's own unit (ms or mJ).
+  per-(kind, dtype) cost linear in the kernel's count, MACs, bytes and MACs padded to SIMD tile
+  widths, with non-negative costs, fitted separately per context (threads, background load)
+  and weighted for relative error. Per-kernel costs are learned from whole-model
+  measurements, and best with the ``kernels`` zoo family (single operators at sampled sizes)
+  among them.
+Both predict in the target's own unit (ms or mJ); both take ``sample_weight`` in ``fit`` (the
+CLIs pass :func:`predictors.dataset.family_weights`).
 """
 from __future__ import annotations
 
