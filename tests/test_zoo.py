@@ -223,6 +223,36 @@ def test_resnet_family_builds_basic_block_networks(tmp_path):
         assert h.get("MAX_POOL_2D", 0) == int(cfg["pool"]), (path.name, h)
 
 
+def test_mnv1_configs_are_distinct_reproducible_and_bounded():
+    from harness.zoo.mnv1 import MAX_MACS, blocks, config_id, macs_of, sample_configs
+    a = sample_configs(30, seed=2)
+    assert a == sample_configs(30, seed=2) and a != sample_configs(30, seed=3)
+    assert len({config_id(c) for c in a}) == 30 and max(macs_of(c) for c in a) <= MAX_MACS
+    assert {c["blocks"] for c in a} == {1, 3, 5} and {c["kernel"] for c in a} == {3, 5}
+    # the original MobileNetV1 at width 1: 13 blocks, 1024 channels at the end
+    assert len(blocks({"width": 1.0, "blocks": 5})) == 13 and blocks({"width": 1.0, "blocks": 5})[-1] == (1024, 1)
+
+
+@pytest.mark.slow
+def test_mnv1_family_builds_depthwise_separable_networks(tmp_path):
+    """Read back from the .tflite: the sampler's MACs, one depthwise and one pointwise
+    convolution per block at the kernel size asked for, no residual ADD."""
+    pytest.importorskip("tensorflow", reason="building needs the zoo extra (.ci/run installs it)")
+    from harness.zoo.mnv1 import blocks, build, macs_of
+    build(tmp_path, n=1, seed=5, quantizations=("float32", "int8"), log=lambda *_: None)
+    man, cands = load_manifest(tmp_path)
+    assert man["family"] == "mnv1" and [c.knobs["quantization"] for c in cands] == ["float32", "int8"]
+    cfg = {k: v for k, v in cands[0].knobs.items() if k != "quantization"}
+    for cand in cands:
+        g = read_graph(cand.path)
+        h = g.op_histogram
+        assert g.macs == macs_of(cfg), cand.id
+        assert h["DEPTHWISE_CONV_2D"] == len(blocks(cfg)) and h["CONV_2D"] == 1 + len(blocks(cfg)), (cand.id, h)
+        assert "ADD" not in h, (cand.id, h)
+        assert {op.kernel for op in g.ops if op.op == "DEPTHWISE_CONV_2D"} == {(cfg["kernel"],) * 2}
+        assert (g.inputs[0].dtype == "int8") == (cand.knobs["quantization"] == "int8")
+
+
 def test_every_operator_of_a_bundled_network_has_a_kernel_config():
     from harness.zoo.kernels import config_of_op, macs_of
     g = read_graph(BUNDLED / "dc-w050-d2-r48-int8.tflite")

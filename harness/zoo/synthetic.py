@@ -1,4 +1,4 @@
-"""Shared by the random-weight families (``kernels``, ``mbv2``, ``resnet``; ``nb201`` for the
+"""Shared by the random-weight families (``kernels``, ``mbv2``, ``resnet``, ``mnv1``; ``nb201`` for the
 BatchNorm statistics): conversion in each quantization, and the build loop that writes one
 .tflite per configuration and quantization plus the manifest. Needs the ``zoo`` extra."""
 
