@@ -95,6 +95,25 @@ def _padded(c: int, tile: int) -> float:
     return -(-c // tile) * tile / c
 
 
+def kernel_basis_columns() -> list[str]:
+    cols = [f"{k}_{d}_{q}" for k in KIND_LIST for d in DTYPE_CLASSES for q in ("n", "mmacs", "mbytes")]
+    return cols + [f"{k}_{d}_{q}{t}" for k in TILED_KINDS for d in DTYPE_CLASSES
+                   for q, tiles in (("mmacs_cout", COUT_TILES), ("mmacs_cin", CIN_TILES)) for t in tiles]
+
+
+def kernel_contribution(r: dict) -> dict[str, float]:
+    """One kernel's (a :func:`kernel_rows` row's) share of :func:`kernel_basis`."""
+    kind = "conv1x1" if r["kind"] == "conv" and r["kernel"] == 1 else r["kind"]
+    key = f"{kind}_{r['dtype']}"
+    f = {key + "_n": 1.0, key + "_mmacs": r["macs"] / 1e6, key + "_mbytes": r["bytes"] / 1e6}
+    if kind in TILED_KINDS:
+        for t in COUT_TILES:
+            f[f"{key}_mmacs_cout{t}"] = r["macs"] / 1e6 * _padded(r["cout"], t)
+        for t in CIN_TILES:
+            f[f"{key}_mmacs_cin{t}"] = r["macs"] / 1e6 * _padded(r["cin"], t)
+    return f
+
+
 def kernel_basis(g: GraphInfo) -> dict[str, float]:
     """Per (kind, dtype class): kernel count, MACs and bytes summed over the model's kernels,
     and for convolutions and fully connected layers the MACs padded to each SIMD tile width
@@ -104,20 +123,10 @@ def kernel_basis(g: GraphInfo) -> dict[str, float]:
     kernel-level predictor can learn per-kernel costs from whole-model measurements (the
     measured runtime does not profile single operators), among them the ``kernels`` family's
     models of one operator each."""
-    f = {f"{k}_{d}_{q}": 0.0 for k in KIND_LIST for d in DTYPE_CLASSES for q in ("n", "mmacs", "mbytes")}
-    f.update({f"{k}_{d}_{q}{t}": 0.0 for k in TILED_KINDS for d in DTYPE_CLASSES
-              for q, tiles in (("mmacs_cout", COUT_TILES), ("mmacs_cin", CIN_TILES)) for t in tiles})
+    f = dict.fromkeys(kernel_basis_columns(), 0.0)
     for r in kernel_rows(g):
-        kind = "conv1x1" if r["kind"] == "conv" and r["kernel"] == 1 else r["kind"]
-        key = f"{kind}_{r['dtype']}"
-        f[key + "_n"] += 1
-        f[key + "_mmacs"] += r["macs"] / 1e6
-        f[key + "_mbytes"] += r["bytes"] / 1e6
-        if kind in TILED_KINDS:
-            for t in COUT_TILES:
-                f[f"{key}_mmacs_cout{t}"] += r["macs"] / 1e6 * _padded(r["cout"], t)
-            for t in CIN_TILES:
-                f[f"{key}_mmacs_cin{t}"] += r["macs"] / 1e6 * _padded(r["cin"], t)
+        for k, v in kernel_contribution(r).items():
+            f[k] += v
     return f
 
 
