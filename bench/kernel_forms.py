@@ -4,21 +4,18 @@ per-kernel cost, learned from whole networks.
 For each network family in the data, trains without it and scores acc@10% on it (as
 ``python -m predictors.evaluate --holdout-family``), for three models:
 
-* ``linear``: :class:`predictors.models.KernelLevelRegressor` as shipped (per (kind, dtype) cost
-  linear in count, MACs, bytes and MACs padded to SIMD tiles, rows weighted for relative error
-  and every family weighing the same);
+* ``linear``: :class:`predictors.models.KernelLevelRegressor` (per (kind, dtype) cost linear in
+  count, MACs, bytes and MACs padded to SIMD tiles, rows weighted for relative error and every
+  family weighing the same): the shipped kernel level's first stage;
 * ``powerlaw``: per kernel, cost = exp(theta . [1, log MACs, log bytes, log Cin, log Cout]) with
   theta per kind plus a ridge-penalized offset per (kind, dtype), plus one per-model overhead,
   fitted on log(sum) against log(latency) over whole networks and single kernels, each family
   weighted equally and the ``kernels`` family at ``--kernels-weight``. An experiment (not a
   shipped predictor): its per-kernel costs are nonlinear in the descriptors, as nn-Meter's
   per-kernel forests are, but learned from whole networks;
-* ``boosted``: the shipped linear costs times exp(g(kernel)), g a sum of regression trees on the
-  kernel's descriptors (kind, dtype, log H, Cin, Cout, kernel size, stride, log MACs, log
-  bytes), boosted (Newton steps, scikit-learn's GradientBoosting defaults: 100 trees of depth 3,
-  learning rate 0.1) on the squared log error of whole networks, families weighted alike as
-  shipped. Also an experiment: it needs every kernel's descriptors, which the shipped feature
-  table sums away.
+* ``shipped``: :class:`predictors.models.BoostedKernelRegressor`, the kernel level of
+  ``predictors.train``: the linear costs times exp(g(kernel)), g boosted regression trees on
+  each kernel's descriptors, learned from whole networks.
 
     python bench/kernel_forms.py --data runs/<dc>/measurements.parquet --data ... \\
         --zoo harness/zoo/bundled --zoo zoo/nb201 --zoo zoo/kernels --zoo zoo/mbv2 --zoo zoo/resnet
@@ -38,6 +35,7 @@ from sklearn.base import clone  # noqa: E402
 
 from predictors import dataset, evaluate  # noqa: E402
 from predictors import features as F  # noqa: E402
+from predictors.models import KernelLevelRegressor  # noqa: E402
 
 TARGET = dataset.DRIFT_CORRECTED
 
@@ -49,10 +47,8 @@ def kernel_table(df: pd.DataFrame, zoos: list[Path]) -> pd.DataFrame:
         for r in F.kernel_rows(F.graph_of(zoo[sha]["path"])):
             kind = "conv1x1" if r["kind"] == "conv" and r["kernel"] == 1 else r["kind"]
             kind = f"other:{r['op']}" if kind == "other" else kind
-            rows.append((i, kind, f"{kind}|{r['dtype']}", r["dtype"], r["macs"], r["bytes"], r["cin"], r["cout"],
-                         r["h"], r["kernel"], r["stride"], F.kernel_contribution(r)))
-    return pd.DataFrame(rows, columns=["row", "kind", "kd", "dtype", "macs", "bytes", "cin", "cout", "h", "kernel",
-                                       "stride", "contrib"])
+            rows.append((i, kind, f"{kind}|{r['dtype']}", r["macs"], r["bytes"], r["cin"], r["cout"]))
+    return pd.DataFrame(rows, columns=["row", "kind", "kd", "macs", "bytes", "cin", "cout"])
 
 
 class PowerLaw:
@@ -89,38 +85,6 @@ class PowerLaw:
         return least_squares(res, t0, method="trf", max_nfev=2000).x
 
 
-class Boosted:
-    """Per-kernel multiplicative corrections to a fitted KernelLevelRegressor's costs."""
-
-    def __init__(self, k: pd.DataFrame, contrib: np.ndarray, n_rows: int, n_trees: int = 100, depth: int = 3,
-                 rate: float = 0.1):
-        kinds, dts = sorted(k["kind"].unique()), sorted(k["dtype"].unique())
-        self.phi = np.c_[np.eye(len(kinds))[k["kind"].map({v: i for i, v in enumerate(kinds)})],
-                         np.eye(len(dts))[k["dtype"].map({v: i for i, v in enumerate(dts)})],
-                         np.log(k["h"]), np.log(k["cin"]), np.log(k["cout"]), k["kernel"], k["stride"],
-                         np.log1p(k["macs"]), np.log1p(k["bytes"])]
-        self.contrib, self.row, self.n = contrib, k["row"].to_numpy(), n_rows
-        self.n_trees, self.depth, self.rate = n_trees, depth, rate
-
-    def fit_predict(self, lin, y, train, w):
-        """Predictions for every row, from ``lin`` (fitted on ``train``) and trees fitted on ``train``."""
-        from sklearn.tree import DecisionTreeRegressor
-        (ctx,) = lin.contexts_           # one context (threads, load) in this bench
-        cost = np.maximum(self.contrib @ (lin.coefs_[0] / lin.scale_), 1e-12)
-        g = np.zeros(len(cost))
-        ktrain = train[self.row]
-        for _ in range(self.n_trees):
-            part = cost * np.exp(g)
-            pred = lin.overheads_[0] + np.bincount(self.row, weights=part, minlength=self.n)
-            share = part / pred[self.row]
-            grad = (w * (np.log(pred) - np.log(y)))[self.row] * share
-            hess = w[self.row] * share ** 2 + 1e-12
-            t = DecisionTreeRegressor(max_depth=self.depth, min_samples_leaf=20, random_state=0)
-            t.fit(self.phi[ktrain], np.clip(-grad / hess, -2, 2)[ktrain], sample_weight=hess[ktrain])
-            g += self.rate * t.predict(self.phi)
-        return lin.overheads_[0] + np.bincount(self.row, weights=cost * np.exp(g), minlength=self.n)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, action="append", required=True)
@@ -130,26 +94,23 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore")
     df = dataset.load(a.data, a.zoo, TARGET)
     y, fam = df[TARGET].to_numpy(), df["zoo_family"].to_numpy()
-    kt = kernel_table(df, a.zoo)
-    pl = PowerLaw(kt, len(df))
-    cols = dataset.kernel_level_columns(df)
-    basis = [c[2:] for c in cols if c.startswith("k_")]
-    bo = Boosted(kt, pd.DataFrame(list(kt["contrib"])).reindex(columns=basis, fill_value=0.0).fillna(0.0).to_numpy(),
-                 len(df))
-    lin = evaluate.estimators()["kernel"]
+    pl = PowerLaw(kernel_table(df, a.zoo), len(df))
+    cols, sums = dataset.kernel_level_columns(df), dataset.kernel_sum_columns(df)
+    lin, shipped = KernelLevelRegressor(), evaluate.estimators()["kernel"]
     fw = dataset.family_weights(df)
     print(f"{len(df)} rows; families: " + ", ".join(f"{f} {n}" for f, n in df["zoo_family"].value_counts().items()))
-    print(f"{'held-out family':20s} {'linear':>8s} {'powerlaw':>9s} {'boosted':>8s}   (acc@10% on the held-out family)")
+    print(f"{'held-out family':20s} {'linear':>8s} {'powerlaw':>9s} {'shipped':>8s}   (acc@10% on the held-out family)")
     for f in sorted(set(fam) - {dataset.KERNEL_FAMILY}):
         te = fam == f
-        m = clone(lin).fit(df.loc[~te, cols], y[~te], sample_weight=fw[~te])
-        acc_lin = evaluate.metrics(y[te], m.predict(df.loc[te, cols]))["acc@10%"]
+        m = clone(lin).fit(df.loc[~te, sums], y[~te], sample_weight=fw[~te])
+        acc_lin = evaluate.metrics(y[te], m.predict(df.loc[te, sums]))["acc@10%"]
+        m = clone(shipped).fit(df.loc[~te, cols], y[~te], sample_weight=fw[~te])
+        acc_bo = evaluate.metrics(y[te], m.predict(df.loc[te, cols]))["acc@10%"]
         w = np.zeros(len(y))
         for g in set(fam[~te]):
             w[(fam == g) & ~te] = 1.0 / np.sum((fam == g) & ~te)
         w[fam == dataset.KERNEL_FAMILY] *= a.kernels_weight
         acc_pl = evaluate.metrics(y[te], pl.predict(pl.fit(y, ~te, w))[te])["acc@10%"]
-        acc_bo = evaluate.metrics(y[te], bo.fit_predict(m, y, ~te, fw)[te])["acc@10%"]
         print(f"{f:20s} {acc_lin:8.3f} {acc_pl:9.3f} {acc_bo:8.3f}", flush=True)
     return 0
 

@@ -54,9 +54,10 @@ def drift_corrected_ms(df: pd.DataFrame) -> pd.Series:
 
 def load(paths: list[Path], zoos: list[Path] = (), target: str = "latency_ms_median",
          allow_estimates: bool = False) -> pd.DataFrame:
-    """One row per ok measurement with: target, context, model-level and kernel-level features,
-    ``group`` (architecture) and ``family``. Rows whose model file cannot be found are refused
-    with the candidate named, never silently dropped."""
+    """One row per ok measurement with: target, context, model-level features (``m_``), the
+    kernels (``kernels``: per kernel a :data:`predictors.features.KERNEL_FIELDS` tuple) and their
+    per-(kind, dtype) sums (``k_``), ``group`` (architecture) and ``zoo_family``. Rows whose
+    model file cannot be found are refused with the candidate named, never silently dropped."""
     frames = []
     for p in paths:
         try:
@@ -82,17 +83,19 @@ def load(paths: list[Path], zoos: list[Path] = (), target: str = "latency_ms_med
     if missing:
         ids = df.loc[df["candidate_sha256"].isin(missing), "candidate_id"].unique()[:5]
         raise BadInput(f"model files not found for {len(missing)} candidate(s) ({', '.join(ids)}): pass --zoo DIR")
-    mf, kf, groups, fams = [], [], [], []
+    mf, kf, kernels, groups, fams = [], [], [], [], []
     for sha in df["candidate_sha256"]:
         z = zoo[sha]
         g = F.graph_of(z["path"])
         mf.append(F.model_features(g))
         kf.append(F.kernel_basis(g))
+        kernels.append(tuple(tuple(r[f] for f in F.KERNEL_FIELDS) for r in F.kernel_rows(g)))
         groups.append(architecture_of(z["family"], z["knobs"]))
         fams.append(z["family"])
     out = df.reset_index(drop=True)
     out["group"] = groups
     out["zoo_family"] = fams
+    out["kernels"] = kernels
     if "cpu_freq_mhz" not in out:
         out["cpu_freq_mhz"] = np.nan
     m = pd.DataFrame(mf).add_prefix("m_")
@@ -133,4 +136,10 @@ def model_level_columns(df: pd.DataFrame) -> list[str]:
 
 
 def kernel_level_columns(df: pd.DataFrame) -> list[str]:
+    """What :class:`predictors.models.BoostedKernelRegressor` reads: every kernel, the context."""
+    return ["kernels", "threads", "background_load"]
+
+
+def kernel_sum_columns(df: pd.DataFrame) -> list[str]:
+    """What :class:`predictors.models.KernelLevelRegressor` reads: the per-(kind, dtype) sums."""
     return [c for c in df.columns if c.startswith("k_")] + ["threads", "background_load"]

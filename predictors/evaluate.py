@@ -99,9 +99,13 @@ def leave_family_out(estimator, X, y, families, balance: bool = False, groups=No
     return out
 
 
-def estimators() -> dict:
-    from predictors.models import KernelLevelRegressor, ModelLevelRegressor
-    return {"model": ModelLevelRegressor(), "kernel": KernelLevelRegressor()}
+KERNEL_TREES_HELP = ("kernel level: boosted trees that correct the linear per-kernel costs (default 100; 0: "
+                     "the linear costs alone)")
+
+
+def estimators(kernel_trees: int = 100) -> dict:
+    from predictors.models import BoostedKernelRegressor, ModelLevelRegressor
+    return {"model": ModelLevelRegressor(), "kernel": BoostedKernelRegressor(n_estimators=kernel_trees)}
 
 
 def _fmt(m: dict) -> str:
@@ -125,6 +129,7 @@ def main(argv=None) -> int:
                          "training data; the rest are scored (mean of 10 random draws)")
     ap.add_argument("--weights", choices=("family", "none"), default="family",
                     help="family: every zoo family weighs the same in the fits (default); none: every row alike")
+    ap.add_argument("--kernel-trees", type=int, default=100, metavar="N", help=KERNEL_TREES_HELP)
     ap.add_argument("--artifact", type=Path, help="score a saved predictor (train --out DIR) on --data instead")
     ap.add_argument("--json", type=Path, help="also write the scores here")
     args = ap.parse_args(argv)
@@ -139,7 +144,7 @@ def main(argv=None) -> int:
         else:
             cols = {"model": dataset.model_level_columns(df), "kernel": dataset.kernel_level_columns(df)}
             full = df
-            for name, est in estimators().items():
+            for name, est in estimators(args.kernel_trees).items():
                 if args.model not in (name, "both"):
                     continue
                 df = dataset.rows_for(name, full)

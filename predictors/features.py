@@ -47,6 +47,9 @@ def runs_at_inference(op: OpInfo) -> bool:
     return not (op.inputs and all(t.const for t in op.inputs))
 
 
+KERNEL_FIELDS = ("kind", "dtype", "h", "w", "cin", "cout", "kernel", "stride", "macs", "bytes")
+
+
 def kernel_rows(g: GraphInfo) -> list[dict]:
     """One dict per operator that runs at every inference (:func:`runs_at_inference`), with the
     nn-Meter kernel descriptors."""

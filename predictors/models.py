@@ -95,11 +95,131 @@ class KernelLevelRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "coefs_")
         X = validate_data(self, X, reset=False)
         basis = np.delete(X, self.ctx_idx_, axis=1) / self.scale_
-        # each row uses its own context's costs; an unseen context uses the nearest one measured
-        k = np.abs(X[:, self.ctx_idx_][:, None, :] - self.contexts_[None]).sum(axis=2).argmin(axis=1)
+        k = self.context_index(X[:, self.ctx_idx_])
         return np.maximum((basis * self.coefs_[k]).sum(axis=1) + self.overheads_[k], 1e-9)
+
+    def context_index(self, ctx) -> np.ndarray:
+        """Which fitted context's costs each row uses: its own, or for a context never measured
+        the nearest one that was."""
+        check_is_fitted(self, "coefs_")
+        return np.abs(np.asarray(ctx, float)[:, None, :] - self.contexts_[None]).sum(axis=2).argmin(axis=1)
+
+    def unit_costs(self, ctx) -> tuple[np.ndarray, np.ndarray]:
+        """(cost per unit of each basis column, overhead) for rows of context ``ctx``."""
+        k = self.context_index(ctx)
+        return self.coefs_[k] / self.scale_, self.overheads_[k]
 
     def overhead(self) -> dict:
         """Learned per-model overhead (target unit) per context."""
         check_is_fitted(self, "coefs_")
         return {tuple(float(v) for v in k): float(o) for k, o in zip(self.contexts_, self.overheads_)}
+
+
+class BoostedKernelRegressor(RegressorMixin, BaseEstimator):
+    """The kernel level: latency = learned per-model overhead + sum over the model's kernels of
+    ``linear cost x exp(g(kernel))``. The linear cost is :class:`KernelLevelRegressor`'s (per
+    (kind, dtype), in count, MACs, bytes and tile-padded MACs); g is a sum of regression trees
+    on the kernel's descriptors (kind, dtype, log H, W, Cin, Cout, kernel size, stride, log
+    MACs, log bytes) and the context, boosted with Newton steps on the squared log error of
+    whole models: per-kernel costs nonlinear in the descriptors (as nn-Meter's per-kernel
+    forests are), learned from whole-model measurements. ``n_estimators=0`` is the linear model.
+    The defaults are scikit-learn's GradientBoosting defaults (100 trees of depth 3, learning
+    rate 0.1), not tuned on the evaluation.
+
+    ``X``: a DataFrame with ``kernels_column`` (per row, the kernels as
+    :data:`predictors.features.KERNEL_FIELDS` tuples, as :func:`predictors.dataset.load` gives
+    them) and the ``context_columns``."""
+
+    def __init__(self, n_estimators: int = 100, max_depth: int = 3, learning_rate: float = 0.1,
+                 min_samples_leaf: int = 20, context_columns=("threads", "background_load"), kernels_column="kernels"):
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.min_samples_leaf = min_samples_leaf
+        self.context_columns = context_columns
+        self.kernels_column = kernels_column
+
+    def _parse(self, X):
+        from predictors import features as F
+        need = [self.kernels_column, *self.context_columns]
+        if not hasattr(X, "columns") or not set(need) <= set(X.columns):
+            raise ValueError(f"X must be a DataFrame with the columns {', '.join(need)}")
+        ctx = X[list(self.context_columns)].to_numpy(float)
+        cols = F.kernel_basis_columns()
+        at = {c: i for i, c in enumerate(cols)}
+        kinds = {k: i for i, k in enumerate(F.KIND_LIST)}
+        dts = {d: i for i, d in enumerate(F.DTYPE_CLASSES)}
+        rows, contrib, phi = [], [], []
+        for i, ks in enumerate(X[self.kernels_column]):
+            for k in ks:
+                r = dict(zip(F.KERNEL_FIELDS, k))
+                c = np.zeros(len(cols))
+                for name, v in F.kernel_contribution(r).items():
+                    c[at[name]] = v
+                kind = "conv1x1" if r["kind"] == "conv" and r["kernel"] == 1 else r["kind"]
+                onehot = np.zeros(len(kinds) + len(dts))
+                onehot[kinds.get(kind, kinds["other"])] = 1
+                onehot[len(kinds) + dts[r["dtype"]]] = 1
+                rows.append(i)
+                contrib.append(c)
+                phi.append(np.r_[onehot, np.log([max(r[f], 1) for f in ("h", "w", "cin", "cout")]), r["kernel"],
+                                 r["stride"], np.log1p(r["macs"]), np.log1p(r["bytes"]), ctx[i]])
+        width = len(cols), len(kinds) + len(dts) + 8 + ctx.shape[1]
+        return (ctx, np.asarray(rows, int), np.asarray(contrib).reshape(-1, width[0]),
+                np.asarray(phi).reshape(-1, width[1]))
+
+    def _parts(self, ctx, rows, contrib):
+        unit, overhead = self.linear_.unit_costs(ctx)
+        return np.maximum((contrib * unit[rows]).sum(axis=1), 1e-12), overhead
+
+    def fit(self, X, y, sample_weight=None):
+        from sklearn.tree import DecisionTreeRegressor
+        y = np.asarray(y, float)
+        if np.any(y <= 0):
+            raise ValueError("targets must be positive (latency or energy)")
+        ctx, rows, contrib, phi = self._parse(X)
+        n = len(y)
+        sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, float)
+        sums = np.zeros((n, contrib.shape[1]))
+        np.add.at(sums, rows, contrib)
+        nb = sums.shape[1]
+        self.linear_ = KernelLevelRegressor(context_columns=tuple(range(nb, nb + ctx.shape[1])))
+        self.linear_.fit(np.hstack([sums, ctx]), y, sample_weight=sw)
+        cost, overhead = self._parts(ctx, rows, contrib)
+        g = np.zeros(len(cost))
+        self.trees_, self.leaf_values_ = [], []
+        for _ in range(self.n_estimators):
+            part = cost * np.exp(g)
+            pred = overhead + np.bincount(rows, weights=part, minlength=n)
+            resid = sw * (np.log(pred) - np.log(y))
+            share = part / pred[rows]
+            grad = resid[rows] * share
+            hess = sw[rows] * share ** 2 + 1e-12
+            # the tree's partition from per-kernel Newton targets (clipped: a kernel whose share
+            # of its model is tiny gets a huge target of tiny weight) ...
+            t = DecisionTreeRegressor(max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
+                                      random_state=len(self.trees_))
+            t.fit(phi, np.clip(-grad / hess, -2.0, 2.0), sample_weight=hess)
+            # ... and each leaf's value a Gauss-Newton step on whole models: moving every kernel
+            # of a leaf by v moves a model's log latency by v x the leaf's share of that model,
+            # not by v x one kernel's share (which would overshoot m times for m such kernels)
+            leaf = t.apply(phi)
+            values = np.zeros(t.tree_.node_count)
+            for node in np.unique(leaf):
+                s_n = np.bincount(rows, weights=share * (leaf == node), minlength=n)
+                values[node] = -np.sum(resid * s_n) / (np.sum(sw * s_n ** 2) + 1e-12)
+            g += self.learning_rate * values[leaf]
+            self.trees_.append(t)
+            self.leaf_values_.append(values)
+        self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        return self
+
+    def predict(self, X):
+        check_is_fitted(self, "trees_")
+        ctx, rows, contrib, phi = self._parse(X)
+        cost, overhead = self._parts(ctx, rows, contrib)
+        g = np.zeros(len(cost))
+        for t, values in zip(self.trees_, self.leaf_values_):
+            g += self.learning_rate * values[t.apply(phi)]
+        return np.maximum(overhead + np.bincount(rows, weights=cost * np.exp(g), minlength=len(ctx)), 1e-9)

@@ -35,7 +35,9 @@ def save(out: Path, estimator, card: dict) -> Path:
     sio.dump(estimator, tmp)
     tmp.replace(out / "model.skops")
     card = dict(card, versions=versions(), artifact={"file": "model.skops", "sha256": sha256_file(out / "model.skops")},
-                estimator=f"{type(estimator).__module__}.{type(estimator).__name__}")
+                estimator=f"{type(estimator).__module__}.{type(estimator).__name__}",
+                estimator_params={k: v for k, v in estimator.get_params().items()
+                                  if isinstance(v, (bool, int, float, str, tuple, list, type(None)))})
     (out / "card.json.tmp").write_text(json.dumps(card, indent=1, default=float))
     (out / "card.json.tmp").replace(out / "card.json")
     return out / "card.json"

@@ -24,6 +24,7 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--weights", choices=("family", "none"), default="family",
                     help="family: every zoo family weighs the same in the fit (default); none: every row alike")
+    ap.add_argument("--kernel-trees", type=int, default=100, metavar="N", help=evaluate.KERNEL_TREES_HELP)
     ap.add_argument("--allow-estimates", action="store_true",
                     help="train energy on power-model estimates too (the card says so)")
     ap.add_argument("--out", type=Path, required=True)
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
     try:
         df = dataset.rows_for(args.level, dataset.load(args.data, args.zoo, args.target, args.allow_estimates))
         cols = dataset.model_level_columns(df) if args.level == "model" else dataset.kernel_level_columns(df)
-        est = evaluate.estimators()[args.level]
+        est = evaluate.estimators(args.kernel_trees)[args.level]
         X, y = df[cols], df[args.target].to_numpy(float)
         w = dataset.family_weights(df) if args.weights == "family" else None
         cv = None

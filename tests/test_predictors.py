@@ -491,3 +491,86 @@ def test_holdout_family_with_shots_trains_on_k_architectures_and_scores_the_rest
     assert few["b"]["n"] == 8 and zero["b"]["n"] == 12
     assert zero["b"]["acc@10%"] < 0.1 and few["b"]["acc@10%"] == 1    # measuring 2 of b teaches its cost
     assert evaluate.leave_family_out(Memo(), X, y, fam, groups=arch, shots=6) == {}    # nothing left to score
+
+
+def _kernel_frame(nets):
+    """A feature frame of networks given as lists of (h, cin, cout, k) float32 convs."""
+    import pandas as pd
+
+    from predictors import features as F
+    rows = []
+    for convs in nets:
+        ks = []
+        for h, cin, cout, k in convs:
+            r = {"kind": "conv", "dtype": "float32", "h": h, "w": h, "cin": cin, "cout": cout, "kernel": k,
+                 "stride": 1, "macs": h * h * k * k * cin * cout, "bytes": 4 * h * h * (cin + cout)}
+            ks.append(tuple(r[f] for f in F.KERNEL_FIELDS))
+        rows.append({"kernels": tuple(ks), "threads": 1, "background_load": 0})
+    return pd.DataFrame(rows)
+
+
+def test_boosted_kernel_level_learns_costs_the_linear_sums_cannot():
+    # a device on which a 3x3 conv costs 1 ns per MAC on maps of 16x16 and larger, and 3 ns on
+    # smaller maps (its tiles underfill): per-kernel costs nonlinear in the descriptors, which
+    # no linear function of the per-(kind, dtype) sums expresses
+    from predictors import features as F
+    from predictors.models import BoostedKernelRegressor
+    rng = np.random.default_rng(0)
+
+    def nets(n):
+        return [[(int(rng.choice([4, 8, 16, 32])), 16, 16, 3) for _ in range(int(rng.integers(2, 6)))]
+                for _ in range(n)]
+
+    def latency(X):    # ms
+        kernels = [[dict(zip(F.KERNEL_FIELDS, k)) for k in ks] for ks in X["kernels"]]
+        return np.array([0.01 + sum(k["macs"] * (3e-6 if k["h"] < 16 else 1e-6) for k in ks) for ks in kernels])
+    Xtr, Xte = _kernel_frame(nets(80)), _kernel_frame(nets(40))
+    ytr, yte = latency(Xtr), latency(Xte)
+    boosted = BoostedKernelRegressor().fit(Xtr, ytr)
+    linear = BoostedKernelRegressor(n_estimators=0).fit(Xtr, ytr)
+    err_b, err_l = (np.abs(m.predict(Xte) / yte - 1) for m in (boosted, linear))
+    assert np.mean(err_b <= 0.05) >= 0.95 and np.mean(err_l <= 0.05) < 0.5
+
+
+def test_boosted_kernel_level_is_the_linear_sums_without_trees_and_follows_the_contract():
+    from predictors import features as F
+    from predictors.models import BoostedKernelRegressor
+    rng = np.random.default_rng(1)
+    X = _kernel_frame([[(int(rng.choice([8, 16])), int(rng.choice([8, 24])), 16, int(rng.choice([1, 3])))
+                        for _ in range(3)] for _ in range(30)])
+    y = rng.uniform(0.1, 1.0, 30)
+    sums = [dict.fromkeys(F.kernel_basis_columns(), 0.0) for _ in range(30)]
+    for s, ks in zip(sums, X["kernels"]):
+        for k in ks:
+            for c, v in F.kernel_contribution(dict(zip(F.KERNEL_FIELDS, k))).items():
+                s[c] += v
+    import pandas as pd
+    S = pd.DataFrame(sums).assign(threads=1, background_load=0)
+    lin = KernelLevelRegressor().fit(S, y)
+    b0 = BoostedKernelRegressor(n_estimators=0).fit(X, y)
+    assert b0.predict(X) == pytest.approx(lin.predict(S), rel=1e-9)
+    b = BoostedKernelRegressor(n_estimators=5, min_samples_leaf=5)
+    assert b.fit(X, y) is b and clone(b).get_params() == b.get_params()
+    with pytest.raises(NotFittedError):
+        BoostedKernelRegressor().predict(X)
+    with pytest.raises(ValueError, match="kernels"):
+        b.predict(S)
+
+
+def test_kernel_level_artifact_round_trip(measured):
+    pq, zoo, tmp = measured
+    out = tmp / "kernel-model"
+    assert train.main(["--data", str(pq), "--zoo", str(zoo), "--level", "kernel", "--out", str(out)]) == 0
+    est, card = store.load(out)
+    assert card["features"] == ["kernels", "threads", "background_load"]
+    assert card["estimator"] == "predictors.models.BoostedKernelRegressor" and len(est.trees_) == 100
+    assert card["estimator_params"]["n_estimators"] == 100 and card["estimator_params"]["max_depth"] == 3
+    df = dataset.load([pq], [zoo])
+    fresh = evaluate.estimators()["kernel"].fit(df[card["features"]], df["latency_ms_median"],
+                                                sample_weight=dataset.family_weights(df))
+    assert est.predict(df[card["features"]]) == pytest.approx(fresh.predict(df[card["features"]]))
+    linear = tmp / "kernel-linear"
+    assert train.main(["--data", str(pq), "--zoo", str(zoo), "--level", "kernel", "--kernel-trees", "0",
+                       "--out", str(linear)]) == 0
+    est0, card0 = store.load(linear)
+    assert est0.trees_ == [] and card0["estimator_params"]["n_estimators"] == 0
