@@ -10,7 +10,9 @@ state in attributes ending with ``_``, ``fit`` returns self, ``get_params``/``cl
   and weighted for relative error. Per-kernel costs are learned from whole-model
   measurements, and best with the ``kernels`` zoo family (single operators at sampled sizes)
   among them.
-Both predict in the target's own unit (ms or mJ); both take ``sample_weight`` in ``fit`` (the
+* :class:`BoostedKernelRegressor`, the kernel level of the CLIs: those linear costs corrected
+  per kernel by boosted regression trees on the kernel's descriptors.
+All predict in the target's own unit (ms or mJ) and take ``sample_weight`` in ``fit`` (the
 CLIs pass :func:`predictors.dataset.family_weights`).
 """
 from __future__ import annotations
@@ -120,9 +122,10 @@ class BoostedKernelRegressor(RegressorMixin, BaseEstimator):
     ``linear cost x exp(g(kernel))``. The linear cost is :class:`KernelLevelRegressor`'s (per
     (kind, dtype), in count, MACs, bytes and tile-padded MACs); g is a sum of regression trees
     on the kernel's descriptors (kind, dtype, log H, W, Cin, Cout, kernel size, stride, log
-    MACs, log bytes) and the context, boosted with Newton steps on the squared log error of
-    whole models: per-kernel costs nonlinear in the descriptors (as nn-Meter's per-kernel
-    forests are), learned from whole-model measurements. ``n_estimators=0`` is the linear model.
+    MACs, log bytes) and the context, boosted on the squared log error of whole models (each
+    tree's partition from per-kernel Newton targets, its leaf values Gauss-Newton steps on the
+    models): per-kernel costs nonlinear in the descriptors (as nn-Meter's per-kernel forests
+    are), learned from whole-model measurements. ``n_estimators=0`` is the linear model.
     The defaults are scikit-learn's GradientBoosting defaults (100 trees of depth 3, learning
     rate 0.1), not tuned on the evaluation.
 
