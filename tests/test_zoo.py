@@ -253,6 +253,33 @@ def test_mnv1_family_builds_depthwise_separable_networks(tmp_path):
         assert (g.inputs[0].dtype == "int8") == (cand.knobs["quantization"] == "int8")
 
 
+def test_squeezenet_configs_are_distinct_reproducible_and_bounded():
+    from harness.zoo.squeezenet import MAX_MACS, config_id, fires, macs_of, sample_configs
+    a = sample_configs(30, seed=2)
+    assert a == sample_configs(30, seed=2) and a != sample_configs(30, seed=3)
+    assert len({config_id(c) for c in a}) == 30 and max(macs_of(c) for c in a) <= MAX_MACS
+    # width 1, ratio 0.125: SqueezeNet 1.1's fire2-5 and fire8-9 (squeeze 16/32/64, expand 64/128/256)
+    assert fires({"width": 1.0, "fires": 2, "squeeze": 0.125}) == [(16, 64)] * 2 + [(32, 128)] * 2 + [(64, 256)] * 2
+
+
+@pytest.mark.slow
+def test_squeezenet_family_builds_fire_modules(tmp_path):
+    """Read back from the .tflite: the sampler's MACs, three convolutions and one concatenation
+    per fire module, a max pool before each stage."""
+    pytest.importorskip("tensorflow", reason="building needs the zoo extra (.ci/run installs it)")
+    from harness.zoo.squeezenet import build, fires, macs_of
+    build(tmp_path, n=1, seed=3, quantizations=("float32", "int8"), log=lambda *_: None)
+    man, cands = load_manifest(tmp_path)
+    assert man["family"] == "squeezenet" and len(cands) == 2
+    cfg = {k: v for k, v in cands[0].knobs.items() if k != "quantization"}
+    for cand in cands:
+        g = read_graph(cand.path)
+        h = g.op_histogram
+        assert g.macs == macs_of(cfg), cand.id
+        n = len(fires(cfg))
+        assert h["CONCATENATION"] == n and h["CONV_2D"] == 3 * n + 2 and h["MAX_POOL_2D"] == 3, (cand.id, h)
+
+
 def test_every_operator_of_a_bundled_network_has_a_kernel_config():
     from harness.zoo.kernels import config_of_op, macs_of
     g = read_graph(BUNDLED / "dc-w050-d2-r48-int8.tflite")

@@ -13,13 +13,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.zoo", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build a candidate family with TensorFlow (extra: zoo)")
-    b.add_argument("--family", required=True, choices=["digits-compressed", "nb201", "kernels", "mbv2", "resnet", "mnv1"])
+    b.add_argument("--family", required=True,
+                   choices=["digits-compressed", "nb201", "kernels", "mbv2", "resnet", "mnv1", "squeezenet"])
     b.add_argument("--out", required=True, type=Path)
     b.add_argument("--limit", type=int)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--archs", type=Path, help="nb201: file of NAS-Bench-201 indices or cell strings, one a line")
     b.add_argument("--sample", type=int, help="nb201: this many random architectures; kernels: this many "
-                   "kernel configurations (default 80); mbv2, resnet, mnv1: network configurations (default 20); "
+                   "kernel configurations (default 80); other random-weight families: network configurations (default 20); "
                    "each in every quantization")
     b.add_argument("--table", type=Path, help="nb201: CSV with arch_index,arch columns (to resolve indices)")
     i = sub.add_parser("import", help="make a family from a directory of .tflite files")
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.family == "digits-compressed":
                 from harness.zoo.digits import build
                 m = build(args.out, args.limit, args.seed)
-            elif args.family in ("kernels", "mbv2", "resnet", "mnv1"):
+            elif args.family in ("kernels", "mbv2", "resnet", "mnv1", "squeezenet"):
                 from importlib import import_module
 
                 from harness.zoo.synthetic import QUANTIZATIONS

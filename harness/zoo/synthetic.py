@@ -1,5 +1,5 @@
-"""Shared by the random-weight families (``kernels``, ``mbv2``, ``resnet``, ``mnv1``; ``nb201`` for the
-BatchNorm statistics): conversion in each quantization, and the build loop that writes one
+"""Shared by the random-weight families (``kernels``, ``mbv2``, ``resnet``, ``mnv1``, ``squeezenet``;
+``nb201`` for the BatchNorm statistics): conversion in each quantization, and the build loop that writes one
 .tflite per configuration and quantization plus the manifest. Needs the ``zoo`` extra."""
 
 from __future__ import annotations
