@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -28,6 +29,15 @@ def fake_tool(bindir: Path, name: str, body: str) -> Path:
     p.write_text(f"#!{sys.executable}\n" + body)
     p.chmod(0o755)
     return p
+
+
+def ok_jobs(db: Path) -> int:
+    """Jobs measured ok so far in a running campaign's database (0 while the file exists but its
+    tables do not yet: a test that polls the file can see it in that moment)."""
+    try:
+        return sqlite3.connect(db).execute("SELECT count(*) FROM jobs WHERE status='ok'").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
 
 
 def pick_candidates(n: int) -> list[str]:

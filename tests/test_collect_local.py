@@ -11,7 +11,7 @@ import time
 import pyarrow.parquet as pq
 
 from harness.collect import main
-from tests.conftest import make_zoo
+from tests.conftest import make_zoo, ok_jobs
 from tests.sshd import processes_matching
 
 QUICK = ["--runs", "5", "--threads", "1", "--background-load", "0", "--no-report", "-q"]
@@ -83,8 +83,7 @@ def test_agent_killed_mid_campaign_is_retried(tmp_path, small_ids):
         agents = processes_matching(str(workdir) + "/agent-")
         dbs = list(out.glob("*/campaign.sqlite"))
         if agents and dbs:
-            n_ok = sqlite3.connect(dbs[0]).execute("SELECT count(*) FROM jobs WHERE status='ok'").fetchone()[0]
-            if n_ok >= 1:
+            if ok_jobs(dbs[0]) >= 1:
                 os.kill(agents[0], 9)
                 killed = agents[0]
         time.sleep(0.02)

@@ -16,7 +16,7 @@ import pytest
 from harness.collect import main
 from harness.transport.base import TransportError
 from harness.transport.ssh import SSHParams, SSHTransport
-from tests.conftest import make_zoo
+from tests.conftest import make_zoo, ok_jobs
 from tests.sshd import SSHD, keygen, make_server, processes_matching
 
 pytestmark = pytest.mark.skipif(not Path(SSHD).exists(), reason="needs openssh-server (.ci/run installs it)")
@@ -159,7 +159,7 @@ def test_sshd_killed_mid_campaign_then_resume(servers, tmp_path, small_zoo, smal
         dbs = list(out.glob("*/campaign.sqlite"))
         if dbs:
             db_path = dbs[0]
-            if sqlite3.connect(db_path).execute("SELECT count(*) FROM jobs WHERE status='ok'").fetchone()[0] >= 2:
+            if ok_jobs(db_path) >= 2:
                 break
         time.sleep(0.05)
     s.kill_all()
