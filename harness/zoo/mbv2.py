@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.zoo.synthetic import QUANTIZATIONS, build_family, randomize_batchnorm, sample_distinct
+from harness.zoo.synthetic import QUANTIZATIONS, build_family, classifier, image_input, round_channels, sample_distinct
 
 FAMILY = "mbv2"
 WIDTHS = (0.35, 0.5, 0.75, 1.0)
@@ -30,22 +30,18 @@ KERNELS = (3, 5)
 MAX_MACS = 40e6   # a few ms a run on one core of a small CPU
 
 
-def _ch(c: float) -> int:
-    return max(8, int(c + 4) // 8 * 8)
-
-
 def stem_channels(cfg: dict) -> int:
-    return _ch(32 * cfg["width"])
+    return round_channels(32 * cfg["width"])
 
 
 def head_channels(cfg: dict) -> int:
-    return max(_ch(320 * cfg["width"]), 128)
+    return max(round_channels(320 * cfg["width"]), 128)
 
 
 def stages(cfg: dict) -> list[tuple[int, int, int, int]]:
     t, d, w = cfg["expansion"], cfg["blocks"], cfg["width"]
-    return [(1, _ch(16 * w), 1, 1), (t, _ch(24 * w), d, 2), (t, _ch(32 * w), d, 2), (t, _ch(64 * w), d, 2),
-            (t, _ch(96 * w), d, 1)]
+    return [(e, round_channels(c * w), n, s) for e, c, n, s in
+            ((1, 16, 1, 1), (t, 24, d, 2), (t, 32, d, 2), (t, 64, d, 2), (t, 96, d, 1))]
 
 
 def macs_of(cfg: dict) -> float:
@@ -81,17 +77,15 @@ def sample_configs(n: int, seed: int = 0) -> list[dict]:
 
 
 def keras_model(cfg: dict, seed: int = 0):
-    import tensorflow as tf
     from tensorflow import keras
     L = keras.layers
-    tf.keras.utils.set_random_seed(seed)
 
     def cbr(x, c, k, s=1, act=True):
         x = L.Conv2D(c, k, s, "same", use_bias=False)(x)
         x = L.BatchNormalization()(x)
         return L.ReLU(6.0)(x) if act else x
 
-    inp = keras.Input((cfg["resolution"], cfg["resolution"], 3), batch_size=1, name="image")
+    inp = image_input(cfg["resolution"], seed)
     x = cbr(inp, stem_channels(cfg), 3, 2)
     for t, cout, n, s in stages(cfg):
         for b in range(n):
@@ -102,10 +96,7 @@ def keras_model(cfg: dict, seed: int = 0):
             h = L.ReLU(6.0)(L.BatchNormalization()(h))
             h = cbr(h, cout, 1, act=False)
             x = L.Add()([x, h]) if stride == 1 and cin == cout else h
-    x = cbr(x, head_channels(cfg), 1)
-    x = L.GlobalAveragePooling2D()(x)
-    x = L.Dense(10)(x)
-    return randomize_batchnorm(keras.Model(inp, x), seed)
+    return classifier(inp, cbr(x, head_channels(cfg), 1), seed)
 
 
 def build(out: Path, n: int = 20, seed: int = 0, quantizations=QUANTIZATIONS, log=print) -> dict:

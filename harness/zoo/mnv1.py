@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.zoo.synthetic import QUANTIZATIONS, build_family, randomize_batchnorm, sample_distinct
+from harness.zoo.synthetic import QUANTIZATIONS, build_family, classifier, image_input, round_channels, sample_distinct
 
 FAMILY = "mnv1"
 WIDTHS = (0.25, 0.5, 0.75)
@@ -27,19 +27,15 @@ KERNELS = (3, 5)
 MAX_MACS = 40e6
 
 
-def _ch(c: float) -> int:
-    return max(8, int(c + 4) // 8 * 8)
-
-
 def stem_channels(cfg: dict) -> int:
-    return _ch(32 * cfg["width"])
+    return round_channels(32 * cfg["width"])
 
 
 def blocks(cfg: dict) -> list[tuple[int, int]]:
     """(output channels, stride) of each depthwise-separable block."""
     plan = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * cfg["blocks"] + \
         [(1024, 2), (1024, 1)]
-    return [(_ch(c * cfg["width"]), s) for c, s in plan]
+    return [(round_channels(c * cfg["width"]), s) for c, s in plan]
 
 
 def macs_of(cfg: dict) -> float:
@@ -65,20 +61,16 @@ def sample_configs(n: int, seed: int = 0) -> list[dict]:
 
 
 def keras_model(cfg: dict, seed: int = 0):
-    import tensorflow as tf
     from tensorflow import keras
     L = keras.layers
-    tf.keras.utils.set_random_seed(seed)
-    inp = keras.Input((cfg["resolution"], cfg["resolution"], 3), batch_size=1, name="image")
+    inp = image_input(cfg["resolution"], seed)
     x = L.Conv2D(stem_channels(cfg), 3, 2, "same", use_bias=False)(inp)
     x = L.ReLU(6.0)(L.BatchNormalization()(x))
     for cout, s in blocks(cfg):
         x = L.DepthwiseConv2D(cfg["kernel"], s, "same", use_bias=False)(x)
         x = L.ReLU(6.0)(L.BatchNormalization()(x))
         x = L.ReLU(6.0)(L.BatchNormalization()(L.Conv2D(cout, 1, 1, use_bias=False)(x)))
-    x = L.GlobalAveragePooling2D()(x)
-    x = L.Dense(10)(x)
-    return randomize_batchnorm(keras.Model(inp, x), seed)
+    return classifier(inp, x, seed)
 
 
 def build(out: Path, n: int = 20, seed: int = 0, quantizations=QUANTIZATIONS, log=print) -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.zoo.synthetic import QUANTIZATIONS, build_family, randomize_batchnorm, sample_distinct
+from harness.zoo.synthetic import QUANTIZATIONS, build_family, classifier, image_input, sample_distinct
 
 FAMILY = "resnet"
 WIDTHS = (8, 12, 16, 24, 32)
@@ -50,11 +50,9 @@ def sample_configs(n: int, seed: int = 0) -> list[dict]:
 
 
 def keras_model(cfg: dict, seed: int = 0):
-    import tensorflow as tf
     from tensorflow import keras
     L = keras.layers
-    tf.keras.utils.set_random_seed(seed)
-    inp = keras.Input((cfg["resolution"], cfg["resolution"], 3), batch_size=1, name="image")
+    inp = image_input(cfg["resolution"], seed)
     c = cfg["width"]
     x = L.ReLU()(L.BatchNormalization()(L.Conv2D(c, 3, 1, "same", use_bias=False)(inp)))
     if cfg["pool"]:
@@ -67,9 +65,7 @@ def keras_model(cfg: dict, seed: int = 0):
             h = L.BatchNormalization()(L.Conv2D(cout, 3, 1, "same", use_bias=False)(h))
             sc = L.BatchNormalization()(L.Conv2D(cout, 1, s, use_bias=False)(x)) if s == 2 else x
             x = L.ReLU()(L.Add()([sc, h]))
-    x = L.GlobalAveragePooling2D()(x)
-    x = L.Dense(10)(x)
-    return randomize_batchnorm(keras.Model(inp, x), seed)
+    return classifier(inp, x, seed)
 
 
 def build(out: Path, n: int = 20, seed: int = 0, quantizations=QUANTIZATIONS, log=print) -> dict:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.zoo.synthetic import QUANTIZATIONS, build_family, randomize_batchnorm, sample_distinct
+from harness.zoo.synthetic import QUANTIZATIONS, build_family, image_input, randomize_batchnorm, round_channels, sample_distinct
 
 FAMILY = "squeezenet"
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -23,10 +23,6 @@ RESOLUTIONS = (32, 48, 64, 96)
 FIRES = (1, 2)
 SQUEEZE = (0.125, 0.25)
 MAX_MACS = 40e6
-
-
-def _ch(c: float) -> int:
-    return max(8, int(c + 4) // 8 * 8)
 
 
 def _pool(h: int) -> int:
@@ -38,14 +34,14 @@ def fires(cfg: dict) -> list[tuple[int, int]]:
     """(squeeze channels, expand channels per branch) of each fire module, by stage."""
     out = []
     for e in (64, 128, 256):
-        e = _ch(e * cfg["width"])
-        out += [(_ch(2 * e * cfg["squeeze"]), e)] * cfg["fires"]
+        e = round_channels(e * cfg["width"])
+        out += [(round_channels(2 * e * cfg["squeeze"]), e)] * cfg["fires"]
     return out
 
 
 def macs_of(cfg: dict) -> float:
     h = -(-cfg["resolution"] // 2)
-    c = _ch(64 * cfg["width"])
+    c = round_channels(64 * cfg["width"])
     total = h * h * 27 * c
     h = _pool(h)
     for i, (s, e) in enumerate(fires(cfg)):
@@ -68,12 +64,10 @@ def sample_configs(n: int, seed: int = 0) -> list[dict]:
 
 
 def keras_model(cfg: dict, seed: int = 0):
-    import tensorflow as tf
     from tensorflow import keras
     L = keras.layers
-    tf.keras.utils.set_random_seed(seed)
-    inp = keras.Input((cfg["resolution"], cfg["resolution"], 3), batch_size=1, name="image")
-    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(_ch(64 * cfg["width"]), 3, 2, "same", use_bias=False)(inp)))
+    inp = image_input(cfg["resolution"], seed)
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(round_channels(64 * cfg["width"]), 3, 2, "same", use_bias=False)(inp)))
     x = L.MaxPooling2D(3, 2)(x)
     for i, (s, e) in enumerate(fires(cfg)):
         if i and i % cfg["fires"] == 0:

@@ -34,6 +34,26 @@ def sample_distinct(n: int, seed: int, draw: Callable[[np.random.Generator], dic
     return out
 
 
+def round_channels(c: float) -> int:
+    """Channels as MobileNet-style families scale them: to the nearest multiple of 8, at least 8."""
+    return max(8, int(c + 4) // 8 * 8)
+
+
+def image_input(resolution: int, seed: int = 0):
+    """Seeds TensorFlow for the model about to be built; its (1, resolution, resolution, 3) input."""
+    import tensorflow as tf
+    tf.keras.utils.set_random_seed(seed)
+    return tf.keras.Input((resolution, resolution, 3), batch_size=1, name="image")
+
+
+def classifier(inp, x, seed: int = 0):
+    """The families' common head: global average pooling, a 10-way dense layer; the model with
+    its BatchNorm statistics randomized."""
+    from tensorflow import keras
+    x = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x))
+    return randomize_batchnorm(keras.Model(inp, x), seed)
+
+
 def randomize_batchnorm(model, seed: int = 0):
     """Random but non-degenerate BatchNorm statistics, so that no constant-folding shortcut
     applies (the converter folds them into the preceding convolution)."""
