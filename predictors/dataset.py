@@ -88,8 +88,9 @@ def load(paths: list[Path], zoos: list[Path] = (), target: str = "latency_ms_med
         z = zoo[sha]
         g = F.graph_of(z["path"])
         mf.append(F.model_features(g))
-        kf.append(F.kernel_basis(g))
-        kernels.append(tuple(tuple(r[f] for f in F.KERNEL_FIELDS) for r in F.kernel_rows(g)))
+        rows = F.kernel_rows(g)
+        kf.append(F.kernel_sums(rows))
+        kernels.append(tuple(tuple(r[f] for f in F.KERNEL_FIELDS) for r in rows))
         groups.append(architecture_of(z["family"], z["knobs"]))
         fams.append(z["family"])
     out = df.reset_index(drop=True)

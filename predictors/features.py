@@ -126,8 +126,13 @@ def kernel_basis(g: GraphInfo) -> dict[str, float]:
     kernel-level predictor can learn per-kernel costs from whole-model measurements (the
     measured runtime does not profile single operators), among them the ``kernels`` family's
     models of one operator each."""
+    return kernel_sums(kernel_rows(g))
+
+
+def kernel_sums(rows) -> dict[str, float]:
+    """:func:`kernel_basis` of the given kernel rows (:func:`kernel_rows` dicts)."""
     f = dict.fromkeys(kernel_basis_columns(), 0.0)
-    for r in kernel_rows(g):
+    for r in rows:
         for k, v in kernel_contribution(r).items():
             f[k] += v
     return f

@@ -539,11 +539,7 @@ def test_boosted_kernel_level_is_the_linear_sums_without_trees_and_follows_the_c
     X = _kernel_frame([[(int(rng.choice([8, 16])), int(rng.choice([8, 24])), 16, int(rng.choice([1, 3])))
                         for _ in range(3)] for _ in range(30)])
     y = rng.uniform(0.1, 1.0, 30)
-    sums = [dict.fromkeys(F.kernel_basis_columns(), 0.0) for _ in range(30)]
-    for s, ks in zip(sums, X["kernels"]):
-        for k in ks:
-            for c, v in F.kernel_contribution(dict(zip(F.KERNEL_FIELDS, k))).items():
-                s[c] += v
+    sums = [F.kernel_sums(dict(zip(F.KERNEL_FIELDS, k)) for k in ks) for ks in X["kernels"]]
     import pandas as pd
     S = pd.DataFrame(sums).assign(threads=1, background_load=0)
     lin = KernelLevelRegressor().fit(S, y)
