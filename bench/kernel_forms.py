@@ -45,7 +45,7 @@ def kernel_table(df: pd.DataFrame, zoos: list[Path]) -> pd.DataFrame:
     rows = []
     for i, sha in enumerate(df["candidate_sha256"]):
         for r in F.kernel_rows(F.graph_of(zoo[sha]["path"])):
-            kind = "conv1x1" if r["kind"] == "conv" and r["kernel"] == 1 else r["kind"]
+            kind = F.cost_kind(r)
             kind = f"other:{r['op']}" if kind == "other" else kind
             rows.append((i, kind, f"{kind}|{r['dtype']}", r["macs"], r["bytes"], r["cin"], r["cout"]))
     return pd.DataFrame(rows, columns=["row", "kind", "kd", "macs", "bytes", "cin", "cout"])

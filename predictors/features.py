@@ -104,9 +104,15 @@ def kernel_basis_columns() -> list[str]:
                    for q, tiles in (("mmacs_cout", COUT_TILES), ("mmacs_cin", CIN_TILES)) for t in tiles]
 
 
+def cost_kind(r: dict) -> str:
+    """A kernel row's kind as the predictors price it: a 1x1 conv is its own kind, its cost per
+    MAC is not a 3x3's (one of :data:`KIND_LIST`)."""
+    return "conv1x1" if r["kind"] == "conv" and r["kernel"] == 1 else r["kind"]
+
+
 def kernel_contribution(r: dict) -> dict[str, float]:
     """One kernel's (a :func:`kernel_rows` row's) share of :func:`kernel_basis`."""
-    kind = "conv1x1" if r["kind"] == "conv" and r["kernel"] == 1 else r["kind"]
+    kind = cost_kind(r)
     key = f"{kind}_{r['dtype']}"
     f = {key + "_n": 1.0, key + "_mmacs": r["macs"] / 1e6, key + "_mbytes": r["bytes"] / 1e6}
     if kind in TILED_KINDS:

@@ -159,9 +159,8 @@ class BoostedKernelRegressor(RegressorMixin, BaseEstimator):
                 c = np.zeros(len(cols))
                 for name, v in F.kernel_contribution(r).items():
                     c[at[name]] = v
-                kind = "conv1x1" if r["kind"] == "conv" and r["kernel"] == 1 else r["kind"]
                 onehot = np.zeros(len(kinds) + len(dts))
-                onehot[kinds.get(kind, kinds["other"])] = 1
+                onehot[kinds.get(F.cost_kind(r), kinds["other"])] = 1
                 onehot[len(kinds) + dts[r["dtype"]]] = 1
                 rows.append(i)
                 contrib.append(c)
