@@ -99,8 +99,19 @@ def leave_family_out(estimator, X, y, families, balance: bool = False, groups=No
     return out
 
 
-KERNEL_TREES_HELP = ("kernel level: boosted trees that correct the linear per-kernel costs (default 100; 0: "
-                     "the linear costs alone)")
+def add_fit_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of how predictors are fitted, shared by ``train`` and ``evaluate``."""
+    ap.add_argument("--weights", choices=("family", "none"), default="family",
+                    help="family: every zoo family weighs the same in the fits (default); none: every row alike")
+    ap.add_argument("--kernel-trees", type=int, default=100, metavar="N",
+                    help="kernel level: boosted trees that correct the linear per-kernel costs (default 100; 0: "
+                         "the linear costs alone)")
+
+
+def fit_weights(df, how: str):
+    """Sample weights for ``--weights how``: None when every row weighs alike."""
+    from predictors import dataset
+    return dataset.family_weights(df) if how == "family" else None
 
 
 def estimators(kernel_trees: int = 100) -> dict:
@@ -127,9 +138,7 @@ def main(argv=None) -> int:
     ap.add_argument("--shots", type=int, default=0, metavar="K",
                     help="with --holdout-family: K architectures of the held-out family are measured and join the "
                          "training data; the rest are scored (mean of 10 random draws)")
-    ap.add_argument("--weights", choices=("family", "none"), default="family",
-                    help="family: every zoo family weighs the same in the fits (default); none: every row alike")
-    ap.add_argument("--kernel-trees", type=int, default=100, metavar="N", help=KERNEL_TREES_HELP)
+    add_fit_arguments(ap)
     ap.add_argument("--artifact", type=Path, help="score a saved predictor (train --out DIR) on --data instead")
     ap.add_argument("--json", type=Path, help="also write the scores here")
     args = ap.parse_args(argv)
@@ -151,7 +160,7 @@ def main(argv=None) -> int:
                 if len(df) < len(full):
                     print(f"{name}-level: the {dataset.KERNEL_FAMILY} family's {len(full) - len(df)} rows are "
                           f"single operators, left to the kernel level")
-                w = dataset.family_weights(df) if args.weights == "family" else None
+                w = fit_weights(df, args.weights)
                 m, _ = grouped_cv(est, df[cols[name]], df[args.target], df["group"], args.folds, w)
                 print(f"{name}-level, grouped {args.folds}-fold CV by architecture ({df['group'].nunique()} "
                       f"architectures): {_fmt(m)}")

@@ -22,9 +22,7 @@ def main(argv=None) -> int:
                          "x the reference model's median over the data (ms without the machine's drift)")
     ap.add_argument("--level", choices=("model", "kernel"), default="model")
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--weights", choices=("family", "none"), default="family",
-                    help="family: every zoo family weighs the same in the fit (default); none: every row alike")
-    ap.add_argument("--kernel-trees", type=int, default=100, metavar="N", help=evaluate.KERNEL_TREES_HELP)
+    evaluate.add_fit_arguments(ap)
     ap.add_argument("--allow-estimates", action="store_true",
                     help="train energy on power-model estimates too (the card says so)")
     ap.add_argument("--out", type=Path, required=True)
@@ -35,7 +33,7 @@ def main(argv=None) -> int:
         cols = dataset.model_level_columns(df) if args.level == "model" else dataset.kernel_level_columns(df)
         est = evaluate.estimators(args.kernel_trees)[args.level]
         X, y = df[cols], df[args.target].to_numpy(float)
-        w = dataset.family_weights(df) if args.weights == "family" else None
+        w = evaluate.fit_weights(df, args.weights)
         cv = None
         if df["group"].nunique() >= 2:
             cv, _ = evaluate.grouped_cv(est, X, y, df["group"], args.folds, w)
