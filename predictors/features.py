@@ -16,29 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.zoo.graph import GraphInfo, OpInfo, read_graph
+from harness.zoo.graph import COMPUTE_OPS, DTYPE_CLASSES, GraphInfo, OpInfo, read_graph
+from harness.zoo.graph import op_dtype_class as dtype_class
 
 OP_VOCAB = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD", "MUL",
             "CONCATENATION", "MEAN", "RESHAPE", "QUANTIZE", "DEQUANTIZE", "SOFTMAX", "RELU", "RELU6", "PAD")
 KINDS = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "dwconv", "FULLY_CONNECTED": "fc", "AVERAGE_POOL_2D": "pool",
          "MAX_POOL_2D": "pool", "MEAN": "pool", "ADD": "add", "MUL": "add", "CONCATENATION": "concat"}
 KIND_LIST = ("conv", "conv1x1", "dwconv", "fc", "pool", "add", "concat", "other")
-DTYPE_CLASSES = ("float32", "int8", "hybrid")
 CONTEXT = ("threads", "background_load", "cpu_freq_mhz")
 
 
 def _nbytes(t) -> int:
     return int(np.prod(t.shape or (1,))) * np.dtype(t.dtype if t.dtype != "bool" else "uint8").itemsize
-
-
-def dtype_class(op: OpInfo) -> str:
-    act = op.inputs[0].dtype if op.inputs else "float32"
-    w = op.inputs[1].dtype if len(op.inputs) > 1 else act
-    if act in ("int8", "uint8", "int16"):
-        return "int8"
-    if w in ("int8", "uint8"):
-        return "hybrid"
-    return "float32"
 
 
 def runs_at_inference(op: OpInfo) -> bool:
@@ -74,7 +64,7 @@ def model_features(g: GraphInfo) -> dict[str, float]:
          "log_activation_bytes": np.log10(g.activation_bytes + 1), "log_file_bytes": np.log10(g.file_bytes + 1),
          "depth": float(len(g.ops)), "input_size": float(np.prod(inp.shape)),
          "input_int8": float(inp.dtype in ("int8", "uint8"))}
-    classes = [dtype_class(op) for op in g.ops if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    classes = [dtype_class(op) for op in g.ops if op.op in COMPUTE_OPS]
     for c in DTYPE_CLASSES:
         f[f"frac_{c}"] = classes.count(c) / len(classes) if classes else 0.0
     for name in OP_VOCAB:

@@ -60,6 +60,33 @@ class GraphInfo:
     op_histogram: dict[str, int] = field(default_factory=dict)
 
 
+COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+DTYPE_CLASSES = ("float32", "int8", "hybrid")
+
+
+def op_dtype_class(op: OpInfo) -> str:
+    """How an operator computes: ``int8`` on integer activations, ``hybrid`` on float
+    activations with int8 weights (dynamic-range quantization), else ``float32`` (float16
+    weights are dequantized once, when the interpreter is prepared)."""
+    act = op.inputs[0].dtype if op.inputs else "float32"
+    w = op.inputs[1].dtype if len(op.inputs) > 1 else act
+    if act in ("int8", "uint8", "int16"):
+        return "int8"
+    if w in ("int8", "uint8"):
+        return "hybrid"
+    return "float32"
+
+
+def model_dtype_class(g: GraphInfo) -> str:
+    """The :func:`op_dtype_class` most of the model's MACs are computed in (its convolutions
+    and fully connected layers; ``float32`` for a model without any)."""
+    macs = dict.fromkeys(DTYPE_CLASSES, 0)
+    for op in g.ops:
+        if op.op in COMPUTE_OPS:
+            macs[op_dtype_class(op)] += op.macs + 1
+    return max(DTYPE_CLASSES, key=lambda c: macs[c])
+
+
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
