@@ -23,9 +23,16 @@ import pyarrow.parquet as pq
 KEY = ("target", "candidate_id", "threads", "background_load")
 
 
-def medians(run: Path, column: str = "latency_ms_median") -> dict[tuple, float]:
+def medians(run: Path, column: str = "latency_ms_median", reference: str | None = None) -> dict[tuple, float]:
+    """``column`` per (target, candidate, context); only the jobs paired with ``reference`` if given."""
     rows = pq.read_table(run / "measurements.parquet").to_pylist()
-    return {tuple(r[k] for k in KEY): r[column] for r in rows if r["status"] == "ok" and r.get(column)}
+    return {tuple(r[k] for k in KEY): r[column] for r in rows if r["status"] == "ok" and r.get(column)
+            and (reference is None or r.get("reference_id") == reference)}
+
+
+def references(run: Path) -> set[str]:
+    return {r for r in pq.read_table(run / "measurements.parquet").column("reference_id").to_pylist() if r} \
+        if "reference_id" in pq.read_schema(run / "measurements.parquet").names else set()
 
 
 def main(argv=None) -> int:
@@ -39,18 +46,24 @@ def main(argv=None) -> int:
     for col in args.column or ("latency_ms_median", "latency_rel_median"):
         print(f"[{col}]")
         compare(args.runs, [medians(r, col) for r in args.runs])
+        refs = set.union(*(references(r) for r in args.runs))
+        if col == "latency_rel_median" and len(refs) > 1:
+            # --reference auto pairs each candidate with a reference of its own dtype class
+            for ref in sorted(refs):
+                print(f"  paired with {ref}:")
+                compare(args.runs, [medians(r, col, ref) for r in args.runs], indent="  ")
     return 0
 
 
-def compare(runs: list[Path], ms: list[dict]) -> None:
+def compare(runs: list[Path], ms: list[dict], indent: str = "") -> None:
     for (i, a), (j, b) in itertools.combinations(enumerate(ms), 2):
         common = sorted(set(a) & set(b))
         if not common:
-            print(f"{runs[i].name} vs {runs[j].name}: nothing measured in both")
+            print(f"{indent}{runs[i].name} vs {runs[j].name}: nothing measured in both")
             continue
         r = np.array([b[k] / a[k] for k in common])
         dev = np.abs(r - 1)
-        print(f"{runs[i].name} vs {runs[j].name}: {len(common)} (candidate, context) pairs; "
+        print(f"{indent}{runs[i].name} vs {runs[j].name}: {len(common)} (candidate, context) pairs; "
               f"within 5% {np.mean(dev <= 0.05):.2f}, 10% {np.mean(dev <= 0.10):.2f}, 15% {np.mean(dev <= 0.15):.2f}; "
               f"ratio median {np.median(r):.3f}, 5-95% {np.percentile(r, 5):.3f}-{np.percentile(r, 95):.3f}")
 

@@ -11,8 +11,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from harness.bundle import agent_bundle
+from harness.errors import BadInput
 from harness.hostmeter import HostMeter, measure_with_host_meter
 from harness.inventory import Target
 from harness.store import Store
@@ -21,7 +23,7 @@ from harness.transport.adb import ADBTransport
 from harness.transport.base import AgentProcess, RemoteTimeout, TransportError
 from harness.transport.local import LocalTransport
 from harness.transport.ssh import SSHParams, SSHTransport
-from harness.zoo.graph import sha256_file
+from harness.zoo.graph import model_dtype_class, read_graph, sha256_file
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,25 @@ class RunSettings:
     ssh_config: str = "~/.ssh/config"
     trust_new_hosts: bool = False
     connect_timeout_s: float = 10.0
-    reference: dict | None = None   # {id, path, sha256}: measured in pairs with every job (relative latency)
+    # measured in pairs with every job (relative latency): {id, path, sha256}, or one per dtype
+    # class, {"by_dtype": {class: {id, path, sha256}}} (reference_for)
+    reference: dict | None = None
+
+
+@lru_cache(maxsize=1024)
+def _dtype_class(path: str, sha256: str) -> str:
+    try:
+        return model_dtype_class(read_graph(path))
+    except BadInput:    # a corrupt model: the runtime on the target rejects it, with its own error row
+        return "float32"
+
+
+def reference_for(spec: dict | None, path: str, sha256: str) -> dict | None:
+    """The reference model a job's candidate is paired with: ``spec`` itself, or with a reference
+    per dtype class the one of the class the candidate computes in."""
+    if spec and "by_dtype" in spec:
+        return spec["by_dtype"][_dtype_class(path, sha256)]
+    return spec
 
 
 class SetupError(TransportError):
@@ -115,7 +135,7 @@ class Session:
             req["power_meter"] = t.power_meter
         if t.cpus:
             req["cpus"] = list(t.cpus)
-        ref = self.settings.reference
+        ref = reference_for(self.settings.reference, job["path"], job["sha256"])
         if ref:
             req["reference"] = {"model": self.ensure_model(ref["sha256"], ref["path"]), "id": ref["id"],
                                 "sha256": ref["sha256"]}

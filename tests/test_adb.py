@@ -138,8 +138,9 @@ def test_collect_over_adb_wireless(tmp_path, adb):
     assert all(r["latency_ms_median"] > 0 for r in rows)
     calls = (adb / "calls").read_text()
     assert "'connect', '192.168.1.40:5555'" in calls
-    assert calls.count("'push'") == 4          # the agent bundle, each model and the reference model, once
-    assert len(list((tmp_path / "phone/models").glob("*.tflite"))) == 3
+    # the agent bundle, each model and each model's reference (a float32 and an int8 one), once
+    assert calls.count("'push'") == 5
+    assert len(list((tmp_path / "phone/models").glob("*.tflite"))) == 4
 
 
 def test_inventory_adb_fields(tmp_path):

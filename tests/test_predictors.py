@@ -360,16 +360,16 @@ def test_drift_corrected_latency_combines_campaigns_measured_at_different_speeds
     d = dataset.load([pq], [zoo], dataset.DRIFT_CORRECTED)
     assert len(d) == 24 and (d[dataset.DRIFT_CORRECTED] > 0).all()
     ref_ms = {}
-    for t in (1, 2):    # each context keeps its own reference speed
-        c = d[d["threads"] == t]
+    assert d["reference_id"].nunique() > 1     # --reference auto: one per dtype class of the candidates
+    for (t, r), c in d.groupby(["threads", "reference_id"]):    # each context and reference keeps its own speed
         assert c[dataset.DRIFT_CORRECTED].tolist() == pytest.approx(
             (c["latency_rel_median"] * c["reference_ms_median"].median()).tolist())
-        ref_ms[t] = c["reference_ms_median"].median()
+        ref_ms[(t, r)] = c["reference_ms_median"].median()
     out = tmp / "corrected"
     assert train.main(["--data", str(pq), "--zoo", str(zoo), "--target", dataset.DRIFT_CORRECTED, "--level", "kernel",
                        "--out", str(out)]) == 0
     ref = json.loads((out / "card.json").read_text())["reference_ms_median"]      # the card says what ms means
-    assert {r["threads"]: r["ms"] for r in ref} == pytest.approx(ref_ms)
+    assert {(r["threads"], r["reference_id"]): r["ms"] for r in ref} == pytest.approx(ref_ms)
 
 
 def test_kernels_computed_once_at_prepare_are_not_kernels():

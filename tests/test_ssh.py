@@ -84,10 +84,10 @@ def test_three_sshd_targets_give_the_same_rows_as_local(servers, tmp_path, small
     assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()
     # the odd workdir exists literally on the target, with models (and the reference) cached by content hash
     models = list((tmp_path / "w" / "s0" / ODD / "models").iterdir())
-    from harness.collect import DEFAULT_REFERENCE, _reference
-    ref = _reference(DEFAULT_REFERENCE, None)["sha256"]
+    from harness.collect import _reference
+    refs = {_reference(r["reference_id"], None)["sha256"] for r in by_target["s0"].values()}
     assert sorted(m.name for m in models) == sorted({r["candidate_sha256"] + ".tflite" for r in by_target["s0"].values()}
-                                                    | {ref + ".tflite"})
+                                                    | {ref + ".tflite" for ref in refs})
 
 
 def test_unknown_host_key_is_refused_unless_trusted(servers, tmp_path, small_zoo, small_ids, capsys):

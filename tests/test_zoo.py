@@ -11,7 +11,7 @@ import pytest
 from harness.errors import BadInput
 from harness.zoo.__main__ import main as zoo_main
 from harness.zoo.evaluate import accuracy
-from harness.zoo.graph import read_graph, sha256_file
+from harness.zoo.graph import model_dtype_class, read_graph, sha256_file
 from harness.zoo.manifest import BUNDLED, load_manifest
 
 
@@ -70,6 +70,19 @@ def test_graph_reader_ops_and_macs(bundled):
     # the stem's MACs by hand: out HxW x Cout x 3x3 x Cin(1)
     h = c.knobs["resolution"] // 2
     assert conv.macs == h * h * conv.outputs[0].shape[-1] * 9
+
+
+def test_model_dtype_class_reads_how_a_model_computes(bundled):
+    """Read from the graph, not the candidate's name: float32 and float16 models compute in
+    float32 (float16 weights are dequantized at load), full int8 on int8 activations, and a
+    dynamic-range int8 model in whatever carries most of its MACs: the converter leaves small
+    weight tensors float, so the narrowest digits CNN has no int8 weights at all."""
+    _, cands = bundled
+    got = {c.id: model_dtype_class(read_graph(c.path)) for c in cands}
+    want = {"float32": "float32", "float16": "float32", "int8": "int8"}
+    assert all(got[c.id] == want[c.knobs["quantization"]] for c in cands if c.knobs["quantization"] in want)
+    assert got["dc-w100-d0-r64-dynamic-int8"] == got["dc-w075-d0-r64-dynamic-int8"] == "hybrid"
+    assert got["dc-w025-d2-r32-dynamic-int8"] == "float32"
 
 
 @pytest.mark.parametrize("data, message", [

@@ -1,0 +1,86 @@
+"""Which reference model makes relative latency repeat? (what `--reference auto` rests on)
+
+Every candidate of a zoo is paired, in the same job, with each bundled reference in turn
+(``dc-w100-d0-r64`` as float32, int8 and dynamic-range int8), the way the agent pairs a job with
+its reference (300 alternating pairs; ratio = median pair ratio). That is repeated in rounds with
+a pause between them, so that the machine's state changes between rounds the way it changes
+between campaigns. Prints, per candidate dtype class (:func:`harness.zoo.graph.model_dtype_class`)
+and per reference, how often two rounds agree within 10%: with each fixed reference, with
+``auto`` (the reference of the candidate's own class) and for the model's latency in ms alone.
+
+    python bench/reference_choice.py --zoo zoo/mbv2 --rounds 5     # ~4 min a round for 72 models
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness import agent  # noqa: E402
+from harness.collect import AUTO_REFERENCES, _reference  # noqa: E402
+from harness.zoo.graph import model_dtype_class, read_graph  # noqa: E402
+from harness.zoo.manifest import load_manifest  # noqa: E402
+
+
+def one_round(rt, cands, refs: dict[str, str], pairs: int) -> dict[str, dict]:
+    out = {}
+    for c in cands:
+        it = rt.Interpreter(model_path=c.path, num_threads=1)
+        it.allocate_tensors()
+        agent._inputs(it, 0)
+        for _ in range(20):
+            it.invoke()
+        out[c.id] = {"ms": None}
+        for cls, path in refs.items():
+            d = agent._paired_reference(rt, it, {"model": path, "id": cls, "n": pairs}, 1, pairs, time.perf_counter)
+            out[c.id][cls] = float(np.median(np.asarray(d["model_ms"]) / np.asarray(d["reference_ms"])))
+            out[c.id]["ms"] = out[c.id]["ms"] or float(np.median(d["model_ms"]))
+        del it
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--zoo", type=Path, required=True)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--pause", type=float, default=90.0, help="seconds between rounds")
+    ap.add_argument("--pairs", type=int, default=300)
+    args = ap.parse_args(argv)
+    rt = agent.load_runtime()
+    _, cands = load_manifest(args.zoo)
+    refs = {cls: _reference(rid, None)["path"] for cls, rid in AUTO_REFERENCES.items()}
+    classes = {c.id: model_dtype_class(read_graph(c.path)) for c in cands}
+    rounds = []
+    for i in range(args.rounds):
+        if i:
+            time.sleep(args.pause)
+        t0 = time.time()
+        rounds.append(one_round(rt, cands, refs, args.pairs))
+        print(f"round {i + 1}: {time.time() - t0:.0f} s", flush=True)
+    columns = [*refs, "auto", "ms"]
+    agree = {(k, cls): [] for k in columns for cls in [*refs, "all"]}
+    for a, b in itertools.combinations(rounds, 2):
+        for cid, cls in classes.items():
+            for k in columns:
+                key = cls if k == "auto" else k
+                ok = abs(b[cid][key] / a[cid][key] - 1) <= 0.10
+                agree[(k, cls)].append(ok)
+                agree[(k, "all")].append(ok)
+    n = {cls: sum(v == cls for v in classes.values()) for cls in refs}
+    print(f"{len(cands)} candidates ({', '.join(f'{v} {k}' for k, v in n.items())}), {args.rounds} rounds: "
+          "fraction of round pairs within 10%")
+    print(f"{'paired with':28s}" + "".join(f"{cls + ' models':>16s}" for cls in refs) + f"{'all':>8s}")
+    for k in columns:
+        name = {"auto": "auto (own class)", "ms": "none (ms alone)"}.get(k, AUTO_REFERENCES.get(k, k))
+        cells = "".join(f"{np.mean(agree[(k, cls)]) if agree[(k, cls)] else float('nan'):16.2f}" for cls in refs)
+        print(f"{name:28s}{cells}{np.mean(agree[(k, 'all')]):8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
