@@ -39,6 +39,26 @@ def metrics(y_true, y_pred) -> dict[str, float]:
     return out
 
 
+# one job: the same model file on the same target in the same context
+JOB_KEY = ["target", "candidate_sha256", "threads", "background_load"]
+
+
+def repeatability(df, target: str) -> dict[str, float] | None:
+    """The ceiling of any predictor's acc@x% on this data: over every job measured in two or
+    more campaigns, every pair of its campaigns' values, how often the second is within x% of the
+    first (the score a perfect predictor of one campaign gets on the other). None when no job was
+    measured twice."""
+    key = [k for k in JOB_KEY if k in df.columns]
+    rel = []
+    for _, g in df[df.duplicated(key, keep=False)].groupby(key):
+        v = g.groupby("campaign_id")[target].median().to_numpy(float)
+        rel += [abs(b / a - 1) for i, a in enumerate(v) for j, b in enumerate(v) if i != j]
+    if not rel:
+        return None
+    rel = np.asarray(rel)
+    return {**{f"acc@{p}%": float(np.mean(rel <= p / 100)) for p in (5, 10, 15)}, "pairs": len(rel) // 2}
+
+
 def grouped_cv(estimator, X, y, groups, folds: int = 5, sample_weight=None) -> tuple[dict, np.ndarray]:
     """Out-of-fold predictions over GroupKFold; returns (metrics, predictions). ``sample_weight``
     (one per row) weights the fits, never the scores."""
@@ -145,6 +165,12 @@ def main(argv=None) -> int:
     try:
         df = dataset.load(args.data, args.zoo, args.target)
         report: dict = {}
+        rep = repeatability(df, args.target)
+        if rep:
+            print(f"measurement repeatability (the ceiling of any score here): {rep['pairs']} pairs of campaigns "
+                  f"measuring the same job agree within 5% {rep['acc@5%']:.2f}, 10% {rep['acc@10%']:.2f}, "
+                  f"15% {rep['acc@15%']:.2f}")
+            report["repeatability"] = rep
         if args.artifact:
             est, card = store.load(args.artifact)
             m = metrics(df[args.target], est.predict(df[card["features"]]))

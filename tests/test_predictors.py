@@ -570,3 +570,19 @@ def test_kernel_level_artifact_round_trip(measured):
                        "--out", str(linear)]) == 0
     est0, card0 = store.load(linear)
     assert est0.trees_ == [] and card0["estimator_params"]["n_estimators"] == 0
+
+
+def test_repeatability_is_the_ceiling_from_jobs_measured_in_two_campaigns():
+    import pandas as pd
+    from predictors.evaluate import repeatability
+    # four jobs in campaigns a and b (b/a = 1.03, 1.08, 1.12, 0.80), one job in a only
+    df = pd.DataFrame({"campaign_id": list("aaaaabbbb"), "target": "local", "threads": 1, "background_load": 0,
+                       "candidate_sha256": list("pqrstpqrs"),
+                       "y": [1.0, 1.0, 1.0, 1.0, 5.0, 1.03, 1.08, 1.12, 0.80]})
+    r = repeatability(df, "y")
+    assert r["pairs"] == 4
+    # both directions count: |1.08 - 1| and |1/1.08 - 1| are both within 10%, 1.12 and 1/1.12 are not
+    assert r["acc@5%"] == pytest.approx(2 / 8) and r["acc@10%"] == pytest.approx(4 / 8)
+    assert r["acc@15%"] == pytest.approx(6 / 8)
+    assert repeatability(df[df["campaign_id"] == "a"], "y") is None
+    assert repeatability(pd.concat([df[df["campaign_id"] == "a"]] * 2), "y") is None   # the same campaign twice
