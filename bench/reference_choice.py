@@ -6,7 +6,8 @@ its reference (300 alternating pairs; ratio = median pair ratio). That is repeat
 a pause between them, so that the machine's state changes between rounds the way it changes
 between campaigns. Prints, per candidate dtype class (:func:`harness.zoo.graph.model_dtype_class`)
 and per reference, how often two rounds agree within 10%: with each fixed reference, with
-``auto`` (the reference of the candidate's own class) and for the model's latency in ms alone.
+``auto`` (:data:`harness.collect.AUTO_REFERENCES` of the candidate's class) and for the model's
+latency in ms alone.
 
     python bench/reference_choice.py --zoo zoo/mbv2 --rounds 5     # ~4 min a round for 72 models
 """
@@ -23,8 +24,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness import agent  # noqa: E402
 from harness.collect import AUTO_REFERENCES, _reference  # noqa: E402
-from harness.zoo.graph import model_dtype_class, read_graph  # noqa: E402
+from harness.zoo.graph import DTYPE_CLASSES, model_dtype_class, read_graph  # noqa: E402
 from harness.zoo.manifest import load_manifest  # noqa: E402
+
+CANDIDATE_REFERENCES = [f"dc-w100-d0-r64-{q}" for q in ("float32", "int8", "dynamic-int8")]
 
 
 def one_round(rt, cands, refs: dict[str, str], pairs: int) -> dict[str, dict]:
@@ -36,9 +39,9 @@ def one_round(rt, cands, refs: dict[str, str], pairs: int) -> dict[str, dict]:
         for _ in range(20):
             it.invoke()
         out[c.id] = {"ms": None}
-        for cls, path in refs.items():
-            d = agent._paired_reference(rt, it, {"model": path, "id": cls, "n": pairs}, 1, pairs, time.perf_counter)
-            out[c.id][cls] = float(np.median(np.asarray(d["model_ms"]) / np.asarray(d["reference_ms"])))
+        for rid, path in refs.items():
+            d = agent._paired_reference(rt, it, {"model": path, "id": rid, "n": pairs}, 1, pairs, time.perf_counter)
+            out[c.id][rid] = float(np.median(np.asarray(d["model_ms"]) / np.asarray(d["reference_ms"])))
             out[c.id]["ms"] = out[c.id]["ms"] or float(np.median(d["model_ms"]))
         del it
     return out
@@ -53,7 +56,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rt = agent.load_runtime()
     _, cands = load_manifest(args.zoo)
-    refs = {cls: _reference(rid, None)["path"] for cls, rid in AUTO_REFERENCES.items()}
+    refs = {rid: _reference(rid, None)["path"] for rid in CANDIDATE_REFERENCES}
     classes = {c.id: model_dtype_class(read_graph(c.path)) for c in cands}
     rounds = []
     for i in range(args.rounds):
@@ -63,21 +66,22 @@ def main(argv=None) -> int:
         rounds.append(one_round(rt, cands, refs, args.pairs))
         print(f"round {i + 1}: {time.time() - t0:.0f} s", flush=True)
     columns = [*refs, "auto", "ms"]
-    agree = {(k, cls): [] for k in columns for cls in [*refs, "all"]}
+    agree = {(k, cls): [] for k in columns for cls in [*DTYPE_CLASSES, "all"]}
     for a, b in itertools.combinations(rounds, 2):
         for cid, cls in classes.items():
             for k in columns:
-                key = cls if k == "auto" else k
+                key = AUTO_REFERENCES[cls] if k == "auto" else k
                 ok = abs(b[cid][key] / a[cid][key] - 1) <= 0.10
                 agree[(k, cls)].append(ok)
                 agree[(k, "all")].append(ok)
-    n = {cls: sum(v == cls for v in classes.values()) for cls in refs}
+    n = {cls: sum(v == cls for v in classes.values()) for cls in DTYPE_CLASSES}
     print(f"{len(cands)} candidates ({', '.join(f'{v} {k}' for k, v in n.items())}), {args.rounds} rounds: "
           "fraction of round pairs within 10%")
-    print(f"{'paired with':28s}" + "".join(f"{cls + ' models':>16s}" for cls in refs) + f"{'all':>8s}")
+    print(f"{'paired with':28s}" + "".join(f"{cls + ' models':>16s}" for cls in DTYPE_CLASSES) + f"{'all':>8s}")
     for k in columns:
-        name = {"auto": "auto (own class)", "ms": "none (ms alone)"}.get(k, AUTO_REFERENCES.get(k, k))
-        cells = "".join(f"{np.mean(agree[(k, cls)]) if agree[(k, cls)] else float('nan'):16.2f}" for cls in refs)
+        name = {"auto": "auto", "ms": "none (ms alone)"}.get(k, k)
+        cells = "".join(f"{np.mean(agree[(k, cls)]) if agree[(k, cls)] else float('nan'):16.2f}"
+                        for cls in DTYPE_CLASSES)
         print(f"{name:28s}{cells}{np.mean(agree[(k, 'all')]):8.2f}")
     return 0
 

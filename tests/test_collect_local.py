@@ -165,9 +165,10 @@ def test_relative_latency_to_a_reference_measured_in_pairs(tmp_path, capsys):
 
 
 def test_default_reference_computes_in_the_candidates_dtype(tmp_path):
-    """--reference auto (the default): each job is paired with the bundled reference quantized as
-    its candidate computes (harness.zoo.graph.model_dtype_class), so a machine
-    state that slows int8 kernels more than float ones moves both sides of an int8 pair alike."""
+    """--reference auto (the default): each job is paired with the bundled reference in float32
+    when its candidate computes in float (float16 weights are dequantized at load), in int8 when
+    it has int8 weights (harness.zoo.graph.model_dtype_class), so a machine state that slows
+    int8 kernels more than float ones moves both sides of an int8 pair alike."""
     ids = ["dc-w025-d2-r32-float32", "dc-w025-d2-r32-float16", "dc-w075-d0-r64-dynamic-int8", "dc-w025-d2-r32-int8"]
     zoo = make_zoo(tmp_path / "zoo", ids)
     out = tmp_path / "runs"
@@ -175,5 +176,5 @@ def test_default_reference_computes_in_the_candidates_dtype(tmp_path):
     rows = {r["candidate_id"]: r for r in pq.read_table(_campaign(out) / "measurements.parquet").to_pylist()}
     assert {c: r["reference_id"] for c, r in rows.items()} == {
         ids[0]: "dc-w100-d0-r64-float32", ids[1]: "dc-w100-d0-r64-float32",
-        ids[2]: "dc-w100-d0-r64-dynamic-int8", ids[3]: "dc-w100-d0-r64-int8"}
+        ids[2]: "dc-w100-d0-r64-int8", ids[3]: "dc-w100-d0-r64-int8"}
     assert all(r["latency_rel_median"] > 0 and r["reference_ms_median"] > 0 for r in rows.values())

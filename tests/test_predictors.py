@@ -574,6 +574,7 @@ def test_kernel_level_artifact_round_trip(measured):
 
 def test_repeatability_is_the_ceiling_from_jobs_measured_in_two_campaigns():
     import pandas as pd
+
     from predictors.evaluate import repeatability
     # four jobs in campaigns a and b (b/a = 1.03, 1.08, 1.12, 0.80), one job in a only
     df = pd.DataFrame({"campaign_id": list("aaaaabbbb"), "target": "local", "threads": 1, "background_load": 0,
