@@ -171,6 +171,12 @@ def main(argv=None) -> int:
                   f"measuring the same job agree within 5% {rep['acc@5%']:.2f}, 10% {rep['acc@10%']:.2f}, "
                   f"15% {rep['acc@15%']:.2f}")
             report["repeatability"] = rep
+            by_family = {fam: repeatability(d, args.target) for fam, d in df.groupby("zoo_family")}
+            by_family = {fam: r for fam, r in by_family.items() if r}
+            if len(by_family) > 1:
+                print("  within 10%, per family: " + ", ".join(f"{fam} {r['acc@10%']:.2f}"
+                                                            for fam, r in sorted(by_family.items())))
+                report["repeatability_by_family"] = by_family
         if args.artifact:
             est, card = store.load(args.artifact)
             m = metrics(df[args.target], est.predict(df[card["features"]]))
