@@ -31,8 +31,8 @@ def medians(run: Path, column: str = "latency_ms_median", reference: str | None 
 
 
 def references(run: Path) -> set[str]:
-    return {r for r in pq.read_table(run / "measurements.parquet").column("reference_id").to_pylist() if r} \
-        if "reference_id" in pq.read_schema(run / "measurements.parquet").names else set()
+    t = pq.read_table(run / "measurements.parquet")
+    return {r for r in t.column("reference_id").to_pylist() if r} if "reference_id" in t.column_names else set()
 
 
 def main(argv=None) -> int:

@@ -140,10 +140,10 @@ class BoostedKernelRegressor(RegressorMixin, BaseEstimator):
                  min_samples_leaf: int = 20, max_log_correction: float = 3.0,
                  context_columns=("threads", "background_load"), kernels_column="kernels"):
         self.n_estimators = n_estimators
-        self.max_log_correction = max_log_correction
         self.max_depth = max_depth
         self.learning_rate = learning_rate
         self.min_samples_leaf = min_samples_leaf
+        self.max_log_correction = max_log_correction
         self.context_columns = context_columns
         self.kernels_column = kernels_column
 
@@ -178,6 +178,10 @@ class BoostedKernelRegressor(RegressorMixin, BaseEstimator):
     def _parts(self, ctx, rows, contrib):
         unit, overhead = self.linear_.unit_costs(ctx)
         return np.maximum((contrib * unit[rows]).sum(axis=1), 1e-12), overhead
+
+    def _step(self, g, leaf_values):
+        """One tree's move of the kernels' log corrections, the same in fit and predict."""
+        return np.clip(g + self.learning_rate * leaf_values, -self.max_log_correction, self.max_log_correction)
 
     def fit(self, X, y, sample_weight=None):
         from sklearn.tree import DecisionTreeRegressor
@@ -215,7 +219,7 @@ class BoostedKernelRegressor(RegressorMixin, BaseEstimator):
             for node in np.unique(leaf):
                 s_n = np.bincount(rows, weights=share * (leaf == node), minlength=n)
                 values[node] = -np.sum(resid * s_n) / (np.sum(sw * s_n ** 2) + 1e-12)
-            g = np.clip(g + self.learning_rate * values[leaf], -self.max_log_correction, self.max_log_correction)
+            g = self._step(g, values[leaf])
             self.trees_.append(t)
             self.leaf_values_.append(values)
         self.n_features_in_ = X.shape[1]
@@ -228,5 +232,5 @@ class BoostedKernelRegressor(RegressorMixin, BaseEstimator):
         cost, overhead = self._parts(ctx, rows, contrib)
         g = np.zeros(len(cost))
         for t, values in zip(self.trees_, self.leaf_values_):
-            g = np.clip(g + self.learning_rate * values[t.apply(phi)], -self.max_log_correction, self.max_log_correction)
+            g = self._step(g, values[t.apply(phi)])
         return np.maximum(overhead + np.bincount(rows, weights=cost * np.exp(g), minlength=len(ctx)), 1e-9)
