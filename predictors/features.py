@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.zoo.graph import COMPUTE_OPS, DTYPE_CLASSES, GraphInfo, OpInfo, read_graph
+from harness.zoo.graph import COMPUTE_OPS, DTYPE_CLASSES, GraphInfo, read_graph, runs_at_inference
 from harness.zoo.graph import op_dtype_class as dtype_class
 
 OP_VOCAB = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD", "MUL",
@@ -29,12 +29,6 @@ CONTEXT = ("threads", "background_load", "cpu_freq_mhz")
 
 def _nbytes(t) -> int:
     return int(np.prod(t.shape or (1,))) * np.dtype(t.dtype if t.dtype != "bool" else "uint8").itemsize
-
-
-def runs_at_inference(op: OpInfo) -> bool:
-    """False for an operator whose inputs are all constants (a DEQUANTIZE of float16 weights):
-    it is computed once when the interpreter is prepared."""
-    return not (op.inputs and all(t.const for t in op.inputs))
 
 
 KERNEL_FIELDS = ("kind", "dtype", "h", "w", "cin", "cout", "kernel", "stride", "macs", "bytes")

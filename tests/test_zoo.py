@@ -11,7 +11,7 @@ import pytest
 from harness.errors import BadInput
 from harness.zoo.__main__ import main as zoo_main
 from harness.zoo.evaluate import accuracy
-from harness.zoo.graph import model_dtype_class, read_graph, sha256_file
+from harness.zoo.graph import model_dtype_class, read_graph, sha256_file, xnnpack_partitions
 from harness.zoo.manifest import BUNDLED, load_manifest
 
 
@@ -83,6 +83,23 @@ def test_model_dtype_class_reads_how_a_model_computes(bundled):
     assert all(got[c.id] == want[c.knobs["quantization"]] for c in cands if c.knobs["quantization"] in want)
     assert got["dc-w100-d0-r64-dynamic-int8"] == got["dc-w075-d0-r64-dynamic-int8"] == "hybrid"
     assert got["dc-w025-d2-r32-dynamic-int8"] == "float32"
+
+
+def test_xnnpack_partitions_read_from_the_graph_match_the_runtime(bundled):
+    """The delegate's pieces predicted from the graph alone equal what the installed runtime
+    reports after loading each bundled model: one for float32, float16 and int8 models, several
+    for the dynamic-range int8 ones whose int8-weight depthwise convolutions XNNPACK leaves out."""
+    from harness import agent
+    rt = agent.load_runtime()
+    _, cands = bundled
+    got, want = {}, {}
+    for c in cands:
+        it = rt.Interpreter(model_path=str(c.path), num_threads=1)
+        it.allocate_tensors()
+        got[c.id], want[c.id] = xnnpack_partitions(read_graph(c.path)), agent._delegate_partitions(it)
+    assert got == want
+    assert {got[c.id] for c in cands if c.knobs["quantization"] != "dynamic-int8"} == {1}
+    assert got["dc-w100-d0-r64-dynamic-int8"] > 1
 
 
 @pytest.mark.parametrize("data, message", [
