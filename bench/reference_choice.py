@@ -4,7 +4,7 @@ Every candidate of a zoo is paired, in the same job, with each bundled reference
 (``dc-w100-d0-r64`` as float32, int8 and dynamic-range int8), the way the agent pairs a job with
 its reference (300 alternating pairs; ratio = median pair ratio). That is repeated in rounds with
 a pause between them, so that the machine's state changes between rounds the way it changes
-between campaigns. Prints, per candidate dtype class (:func:`harness.zoo.graph.model_dtype_class`)
+between campaigns. Prints, per candidate class (:func:`harness.zoo.graph.reference_class`)
 and per reference, how often two rounds agree within 10%: with each fixed reference, with
 ``auto`` (:data:`harness.collect.AUTO_REFERENCES` of the candidate's class) and for the model's
 latency in ms alone.
@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness import agent  # noqa: E402
 from harness.collect import AUTO_REFERENCES, _reference  # noqa: E402
-from harness.zoo.graph import DTYPE_CLASSES, model_dtype_class, read_graph  # noqa: E402
+from harness.zoo.graph import read_graph, reference_class  # noqa: E402
 from harness.zoo.manifest import load_manifest  # noqa: E402
 
 CANDIDATE_REFERENCES = [f"dc-w100-d0-r64-{q}" for q in ("float32", "int8", "dynamic-int8")]
@@ -57,7 +57,8 @@ def main(argv=None) -> int:
     rt = agent.load_runtime()
     _, cands = load_manifest(args.zoo)
     refs = {rid: _reference(rid, None)["path"] for rid in CANDIDATE_REFERENCES}
-    classes = {c.id: model_dtype_class(read_graph(c.path)) for c in cands}
+    classes = {c.id: reference_class(read_graph(c.path)) for c in cands}
+    kinds = list(AUTO_REFERENCES)
     rounds = []
     for i in range(args.rounds):
         if i:
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
         rounds.append(one_round(rt, cands, refs, args.pairs))
         print(f"round {i + 1}: {time.time() - t0:.0f} s", flush=True)
     columns = [*refs, "auto", "ms"]
-    agree = {(k, cls): [] for k in columns for cls in [*DTYPE_CLASSES, "all"]}
+    agree = {(k, cls): [] for k in columns for cls in [*kinds, "all"]}
     for a, b in itertools.combinations(rounds, 2):
         for cid, cls in classes.items():
             for k in columns:
@@ -74,14 +75,14 @@ def main(argv=None) -> int:
                 ok = abs(b[cid][key] / a[cid][key] - 1) <= 0.10
                 agree[(k, cls)].append(ok)
                 agree[(k, "all")].append(ok)
-    n = {cls: sum(v == cls for v in classes.values()) for cls in DTYPE_CLASSES}
+    n = {cls: sum(v == cls for v in classes.values()) for cls in kinds}
     print(f"{len(cands)} candidates ({', '.join(f'{v} {k}' for k, v in n.items())}), {args.rounds} rounds: "
           "fraction of round pairs within 10%")
-    print(f"{'paired with':28s}" + "".join(f"{cls + ' models':>16s}" for cls in DTYPE_CLASSES) + f"{'all':>8s}")
+    print(f"{'paired with':28s}" + "".join(f"{cls:>14s}" for cls in kinds) + f"{'all':>8s}")
     for k in columns:
         name = {"auto": "auto", "ms": "none (ms alone)"}.get(k, k)
-        cells = "".join(f"{np.mean(agree[(k, cls)]) if agree[(k, cls)] else float('nan'):16.2f}"
-                        for cls in DTYPE_CLASSES)
+        cells = "".join(f"{np.mean(agree[(k, cls)]) if agree[(k, cls)] else float('nan'):14.2f}"
+                        for cls in kinds)
         print(f"{name:28s}{cells}{np.mean(agree[(k, 'all')]):8.2f}")
     return 0
 

@@ -23,13 +23,14 @@ from harness.zoo.manifest import BUNDLED, load_manifest
 QUICK = {"threads": [1, 2], "background_load": [0, 1], "runs": 50}
 FULL = {"threads": [1, 2, 4], "background_load": [0, 1, 2], "runs": 200}
 # Measured in pairs with every job (relative latency, latency_rel_median): a mid-sized bundled
-# model, float32 for a candidate that computes in float, int8 for one with int8 weights (its
-# harness.zoo.graph.model_dtype_class). A shared machine whose state changes does not slow
-# float and int8 kernels alike, so a float32 reference leaves int8 candidates drifting; the
-# bundled dynamic-range int8 model (6 delegate pieces) tracks no class best. Measured by
+# model, float32 for a candidate that computes in float, int8 for one with int8 weights that the
+# XNNPACK delegate runs whole, float32 again for a dynamic-range int8 one it runs in pieces
+# (harness.zoo.graph.reference_class). A shared machine whose state changes does not slow float
+# and int8 kernels alike, so a float32 reference leaves int8 candidates drifting; the bundled
+# dynamic-range int8 model (6 delegate pieces) tracks no class best. Measured by
 # bench/reference_choice.py (figures in the README, "Relative latency").
 AUTO_REFERENCES = {"float32": "dc-w100-d0-r64-float32", "int8": "dc-w100-d0-r64-int8",
-                   "hybrid": "dc-w100-d0-r64-int8"}
+                   "hybrid": "dc-w100-d0-r64-int8", "hybrid-split": "dc-w100-d0-r64-float32"}
 DEFAULT_REFERENCE = "auto"
 
 
@@ -58,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
                          "for a relative latency that a drifting machine repeats (a candidate id of the zoo or the "
                          "bundled zoo, or a .tflite path; 'none' to skip; default auto: the bundled "
                          "dc-w100-d0-r64 in float32 for a candidate computing in float, in int8 for one with int8 "
-                         "weights)")
+                         "weights that XNNPACK runs whole, in float32 for a dynamic-range int8 one it runs in pieces)")
     ap.add_argument("--full", action="store_true", help=f"the full grid {FULL}")
     ap.add_argument("--candidates", help="comma-separated candidate ids (default: all)")
     ap.add_argument("--limit", type=int, help="only the first N candidates")
@@ -109,7 +110,7 @@ def _plan(args) -> dict:
 
 
 def _reference(spec: str, zoo: Path | None) -> dict | None:
-    """None, one reference {id, path, sha256}, or for ``auto`` {"by_dtype": {dtype class: reference}}
+    """None, one reference {id, path, sha256}, or for ``auto`` {"by_dtype": {reference class: reference}}
     (see :func:`harness.runner.reference_for`)."""
     if spec == "none":
         return None

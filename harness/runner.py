@@ -23,7 +23,7 @@ from harness.transport.adb import ADBTransport
 from harness.transport.base import AgentProcess, RemoteTimeout, TransportError
 from harness.transport.local import LocalTransport
 from harness.transport.ssh import SSHParams, SSHTransport
-from harness.zoo.graph import model_dtype_class, read_graph, sha256_file
+from harness.zoo.graph import read_graph, reference_class, sha256_file
 
 
 @dataclass(frozen=True)
@@ -37,23 +37,26 @@ class RunSettings:
     trust_new_hosts: bool = False
     connect_timeout_s: float = 10.0
     # measured in pairs with every job (relative latency): {id, path, sha256}, or one per dtype
-    # class, {"by_dtype": {class: {id, path, sha256}}} (reference_for)
+    # reference class, {"by_dtype": {class: {id, path, sha256}}} (reference_for)
     reference: dict | None = None
 
 
 @lru_cache(maxsize=1024)
-def _dtype_class(path: str, sha256: str) -> str:
+def _reference_class(path: str, sha256: str) -> str:
     try:
-        return model_dtype_class(read_graph(path))
+        return reference_class(read_graph(path))
     except BadInput:    # a corrupt model: the runtime on the target rejects it, with its own error row
         return "float32"
 
 
 def reference_for(spec: dict | None, path: str, sha256: str) -> dict | None:
     """The reference model a job's candidate is paired with: ``spec`` itself, or with a reference
-    per dtype class the one of the class the candidate computes in."""
+    per class the one of the candidate's :func:`harness.zoo.graph.reference_class` (a campaign
+    begun before ``hybrid-split`` existed pairs those with its ``hybrid`` reference, as it did)."""
     if spec and "by_dtype" in spec:
-        return spec["by_dtype"][_dtype_class(path, sha256)]
+        cls = _reference_class(path, sha256)
+        by = spec["by_dtype"]
+        return by[cls] if cls in by else by[cls.split("-")[0]]
     return spec
 
 

@@ -11,6 +11,8 @@ import time
 import pyarrow.parquet as pq
 
 from harness.collect import main
+from harness.runner import reference_for
+from harness.zoo.manifest import load_manifest
 from tests.conftest import make_zoo, ok_jobs
 from tests.sshd import processes_matching
 
@@ -167,8 +169,9 @@ def test_relative_latency_to_a_reference_measured_in_pairs(tmp_path, capsys):
 def test_default_reference_computes_in_the_candidates_dtype(tmp_path):
     """--reference auto (the default): each job is paired with the bundled reference in float32
     when its candidate computes in float (float16 weights are dequantized at load), in int8 when
-    it has int8 weights (harness.zoo.graph.model_dtype_class), so a machine state that slows
-    int8 kernels more than float ones moves both sides of an int8 pair alike."""
+    it computes in int8, and in float32 for a dynamic-range int8 model that XNNPACK runs in
+    pieces (harness.zoo.graph.reference_class), so that a machine state that slows int8
+    kernels more than float ones moves both sides of a pair alike."""
     ids = ["dc-w025-d2-r32-float32", "dc-w025-d2-r32-float16", "dc-w075-d0-r64-dynamic-int8", "dc-w025-d2-r32-int8"]
     zoo = make_zoo(tmp_path / "zoo", ids)
     out = tmp_path / "runs"
@@ -176,5 +179,16 @@ def test_default_reference_computes_in_the_candidates_dtype(tmp_path):
     rows = {r["candidate_id"]: r for r in pq.read_table(_campaign(out) / "measurements.parquet").to_pylist()}
     assert {c: r["reference_id"] for c, r in rows.items()} == {
         ids[0]: "dc-w100-d0-r64-float32", ids[1]: "dc-w100-d0-r64-float32",
-        ids[2]: "dc-w100-d0-r64-int8", ids[3]: "dc-w100-d0-r64-int8"}
+        ids[2]: "dc-w100-d0-r64-float32", ids[3]: "dc-w100-d0-r64-int8"}
+    assert rows[ids[2]]["delegate_partitions"] > 1
     assert all(r["latency_rel_median"] > 0 and r["reference_ms_median"] > 0 for r in rows.values())
+
+
+def test_campaign_begun_before_hybrid_split_keeps_its_hybrid_reference(tmp_path):
+    """A campaign whose stored auto reference has no ``hybrid-split`` entry (begun by an older
+    harness) pairs such a candidate with its ``hybrid`` reference, as it did."""
+    (c,) = load_manifest(make_zoo(tmp_path / "zoo", ["dc-w075-d0-r64-dynamic-int8"]))[1]
+    old = {"by_dtype": {"float32": {"id": "f"}, "int8": {"id": "i"}, "hybrid": {"id": "h"}}}
+    assert reference_for(old, str(c.path), c.sha256) == {"id": "h"}
+    assert reference_for({**old, "by_dtype": {**old["by_dtype"], "hybrid-split": {"id": "s"}}},
+                         str(c.path), c.sha256) == {"id": "s"}

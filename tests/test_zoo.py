@@ -11,7 +11,7 @@ import pytest
 from harness.errors import BadInput
 from harness.zoo.__main__ import main as zoo_main
 from harness.zoo.evaluate import accuracy
-from harness.zoo.graph import model_dtype_class, read_graph, sha256_file, xnnpack_partitions
+from harness.zoo.graph import model_dtype_class, read_graph, reference_class, sha256_file, xnnpack_partitions
 from harness.zoo.manifest import BUNDLED, load_manifest
 
 
@@ -100,6 +100,22 @@ def test_xnnpack_partitions_read_from_the_graph_match_the_runtime(bundled):
     assert got == want
     assert {got[c.id] for c in cands if c.knobs["quantization"] != "dynamic-int8"} == {1}
     assert got["dc-w100-d0-r64-dynamic-int8"] > 1
+
+
+def test_reference_class_splits_dynamic_range_models_by_delegate_coverage(bundled):
+    """A dynamic-range int8 model that XNNPACK runs in pieces (its int8-weight depthwise
+    convolutions on TFLite's own float kernels) is ``hybrid-split``; the same model without
+    those operators runs whole in the delegate and is ``hybrid``. Other classes as
+    model_dtype_class."""
+    import dataclasses
+    _, cands = bundled
+    by_id = {c.id: c for c in cands}
+    g = read_graph(by_id["dc-w100-d0-r64-dynamic-int8"].path)
+    assert reference_class(g) == "hybrid-split"
+    whole = dataclasses.replace(g, ops=tuple(op for op in g.ops if op.op != "DEPTHWISE_CONV_2D"))
+    assert xnnpack_partitions(whole) == 1 and reference_class(whole) == "hybrid"
+    assert reference_class(read_graph(by_id["dc-w100-d0-r64-float16"].path)) == "float32"
+    assert reference_class(read_graph(by_id["dc-w100-d0-r64-int8"].path)) == "int8"
 
 
 @pytest.mark.parametrize("data, message", [

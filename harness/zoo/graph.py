@@ -136,6 +136,17 @@ def xnnpack_partitions(g: GraphInfo) -> int:
     return pieces
 
 
+def reference_class(g: GraphInfo) -> str:
+    """Which kind of reference model a model's speed moves with on a machine whose state changes:
+    its :func:`model_dtype_class`, with ``hybrid`` (dynamic-range int8) in two: ``hybrid`` when
+    the XNNPACK delegate runs it whole (on dynamically quantized int8 kernels, it moves with an
+    int8 model), ``hybrid-split`` when it runs in pieces (:func:`xnnpack_partitions` other than
+    1: its depthwise convolutions on TFLite's own float kernels, it moves with a float32 model).
+    Measured by bench/reference_choice.py."""
+    c = model_dtype_class(g)
+    return "hybrid-split" if c == "hybrid" and xnnpack_partitions(g) != 1 else c
+
+
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
