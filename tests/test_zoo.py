@@ -118,6 +118,21 @@ def test_reference_class_splits_dynamic_range_models_by_delegate_coverage(bundle
     assert reference_class(read_graph(by_id["dc-w100-d0-r64-int8"].path)) == "int8"
 
 
+def test_zoo_inspect_says_what_xnnpack_leaves_out_and_survives_a_bad_file(tmp_path, capsys):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"GIF89a" + bytes(100))
+    split, whole = (BUNDLED / f"dc-w100-d0-r64-{q}.tflite" for q in ("dynamic-int8", "int8"))
+    assert zoo_main(["inspect", str(split), str(bad), str(whole)]) == 2
+    out, err = capsys.readouterr()
+    lines = out.strip().split("\n")
+    assert len(lines) == 2
+    assert lines[0].startswith(str(split)) and "computes in dynamic-range int8" in lines[0]
+    assert f"XNNPACK runs {xnnpack_partitions(read_graph(split))} pieces, leaves DEPTHWISE_CONV_2D (hybrid) x" in lines[0]
+    assert lines[0].endswith("pairs it with dc-w100-d0-r64-float32")
+    assert "computes in int8; XNNPACK runs it whole" in lines[1] and lines[1].endswith("dc-w100-d0-r64-int8")
+    assert err.strip() == f"error: {bad}: not a TFLite flatbuffer (no TFL3 identifier)"
+
+
 @pytest.mark.parametrize("data, message", [
     (b"", "not a TFLite flatbuffer"),
     (b"GIF89a" + bytes(100), "not a TFLite flatbuffer"),

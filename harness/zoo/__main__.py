@@ -1,4 +1,4 @@
-"""python -m harness.zoo build|import|verify ..."""
+"""python -m harness.zoo build|import|inspect ..."""
 
 from __future__ import annotations
 
@@ -27,7 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("dir", type=Path)
     i.add_argument("--accuracy", type=Path, help="CSV with file,accuracy columns")
     i.add_argument("--family", help="family name (default: the directory's name)")
+    n = sub.add_parser("inspect", help="what a .tflite computes in and how much of it XNNPACK runs, from the graph "
+                       "alone (no runtime needed)")
+    n.add_argument("models", nargs="+", type=Path)
     args = ap.parse_args(argv)
+    if args.cmd == "inspect":
+        return inspect(args.models)
     try:
         if args.cmd == "build":
             try:
@@ -60,6 +65,51 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+CLASS_NAMES = {"float32": "float32", "int8": "int8", "hybrid": "dynamic-range int8 (int8 weights, float activations)"}
+
+
+def describe(path: Path) -> str:
+    """One line: size, the class the model computes in, and the XNNPACK delegate's pieces (an
+    estimate from the graph, :func:`harness.zoo.graph.xnnpack_partitions`) with the operators it
+    leaves to TFLite's own kernels."""
+    from collections import Counter
+
+    from harness.zoo.graph import (
+        model_dtype_class,
+        op_dtype_class,
+        read_graph,
+        reference_class,
+        runs_at_inference,
+        xnnpack_delegates,
+        xnnpack_partitions,
+    )
+    g = read_graph(path)
+    left = Counter(f"{op.op} ({op_dtype_class(op)})" for op in g.ops
+                   if runs_at_inference(op) and not xnnpack_delegates(op))
+    pieces = xnnpack_partitions(g)
+    delegate = ("XNNPACK runs it whole" if pieces == 1 and not left else
+                f"XNNPACK runs {pieces} piece{'s' * (pieces != 1)}, leaves "
+                + ", ".join(f"{k} x{v}" for k, v in sorted(left.items())) + " to TFLite's kernels")
+    from harness.collect import AUTO_REFERENCES
+    ops = sum(map(runs_at_inference, g.ops))
+    return (f"{path}: {g.macs / 1e6:.2f} MMACs, {g.params / 1e3:.1f} k params, {ops} ops at inference, computes in "
+            f"{CLASS_NAMES[model_dtype_class(g)]}; {delegate} (estimated); collect --reference auto pairs it with "
+            f"{AUTO_REFERENCES[reference_class(g)]}")
+
+
+def inspect(paths: list[Path]) -> int:
+    """Print :func:`describe` for each model; a file that is not a readable .tflite gets one line
+    on stderr and the rest are still described."""
+    bad = 0
+    for p in paths:
+        try:
+            print(describe(p))
+        except HarnessError as e:
+            print(f"error: {e}", file=sys.stderr)
+            bad += 1
+    return 2 if bad else 0
 
 
 if __name__ == "__main__":

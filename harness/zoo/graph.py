@@ -93,12 +93,15 @@ def runs_at_inference(op: OpInfo) -> bool:
     return not (op.inputs and all(t.const for t in op.inputs))
 
 
-# What the XNNPACK delegate (on by default for CPU in tflite-runtime and ai-edge-litert) takes,
-# from its documented operator lists: on float activations, and on int8 activations. With int8
-# weights on float activations (dynamic-range quantization) it takes convolutions and fully
-# connected layers, computing them on dynamically quantized activations, but not depthwise
-# convolutions. Checked against the partitions ai-edge-litert 2.3 reports
-# (``delegate_partitions``) for every model of the seven zoo families: all 603 agree.
+# What the XNNPACK delegate (on by default for CPU in tflite-runtime and ai-edge-litert) takes:
+# on float activations, and on int8 activations. With int8 weights on float activations
+# (dynamic-range quantization) it takes convolutions and fully connected layers, computing them
+# on dynamically quantized activations, but not depthwise convolutions; on int8 activations it
+# does not take average pooling. Checked against the partitions ai-edge-litert 2.3 reports
+# (``delegate_partitions``) for every model of the seven zoo families (all 603 agree), which
+# covers ADD, AVERAGE_POOL_2D, CONCATENATION, CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED,
+# MAX_POOL_2D, MEAN, MUL and RELU; the other names are from the delegate's documentation, whose
+# lists grow with each release (an older runtime may take fewer).
 XNNPACK_FLOAT_OPS = frozenset((
     "ABS", "ADD", "AVERAGE_POOL_2D", "BATCH_MATMUL", "CEIL", "CONCATENATION", "CONV_2D", "DEPTH_TO_SPACE",
     "DEPTHWISE_CONV_2D", "DEQUANTIZE", "DIV", "ELU", "FLOOR", "FULLY_CONNECTED", "HARD_SWISH", "LEAKY_RELU",
