@@ -53,10 +53,13 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--pause", type=float, default=90.0, help="seconds between rounds")
     ap.add_argument("--pairs", type=int, default=300)
+    ap.add_argument("--also", default="", help="more references to compare, comma-separated candidate ids of the "
+                    "bundled zoo (e.g. dc-w025-d2-r32-float32, a small one)")
     args = ap.parse_args(argv)
     rt = agent.load_runtime()
     _, cands = load_manifest(args.zoo)
-    refs = {rid: _reference(rid, None)["path"] for rid in CANDIDATE_REFERENCES}
+    extra = [r for r in args.also.split(",") if r and r not in CANDIDATE_REFERENCES]
+    refs = {rid: _reference(rid, None)["path"] for rid in CANDIDATE_REFERENCES + extra}
     classes = {c.id: reference_class(read_graph(c.path)) for c in cands}
     kinds = list(AUTO_REFERENCES)
     rounds = []
