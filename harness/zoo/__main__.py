@@ -76,6 +76,7 @@ def describe(path: Path) -> str:
     leaves to TFLite's own kernels."""
     from collections import Counter
 
+    from harness.collect import AUTO_REFERENCES
     from harness.zoo.graph import (
         model_dtype_class,
         op_dtype_class,
@@ -92,7 +93,6 @@ def describe(path: Path) -> str:
     delegate = ("XNNPACK runs it whole" if pieces == 1 and not left else
                 f"XNNPACK runs {pieces} piece{'s' * (pieces != 1)}, leaves "
                 + ", ".join(f"{k} x{v}" for k, v in sorted(left.items())) + " to TFLite's kernels")
-    from harness.collect import AUTO_REFERENCES
     ops = sum(map(runs_at_inference, g.ops))
     return (f"{path}: {g.macs / 1e6:.2f} MMACs, {g.params / 1e3:.1f} k params, {ops} ops at inference, computes in "
             f"{CLASS_NAMES[model_dtype_class(g)]}; {delegate} (estimated); collect --reference auto pairs it with "
