@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import time
 from pathlib import Path
@@ -55,12 +56,15 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=300)
     ap.add_argument("--also", default="", help="more references to compare, comma-separated candidate ids of the "
                     "bundled zoo (e.g. dc-w025-d2-r32-float32, a small one)")
+    ap.add_argument("--json", type=Path, help="also write every round's per-candidate ratios (and ms) here, "
+                    "with each candidate's class and MACs, for rules this table does not show (by size)")
     args = ap.parse_args(argv)
     rt = agent.load_runtime()
     _, cands = load_manifest(args.zoo)
     extra = [r for r in args.also.split(",") if r and r not in CANDIDATE_REFERENCES]
     refs = {rid: _reference(rid, None)["path"] for rid in CANDIDATE_REFERENCES + extra}
-    classes = {c.id: reference_class(read_graph(c.path)) for c in cands}
+    graphs = {c.id: read_graph(c.path) for c in cands}
+    classes = {cid: reference_class(g) for cid, g in graphs.items()}
     kinds = list(AUTO_REFERENCES)
     rounds = []
     for i in range(args.rounds):
@@ -69,6 +73,10 @@ def main(argv=None) -> int:
         t0 = time.time()
         rounds.append(one_round(rt, cands, refs, args.pairs))
         print(f"round {i + 1}: {time.time() - t0:.0f} s", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"references": list(refs), "rounds": rounds, "pairs": args.pairs,
+                                         "candidates": {cid: {"class": cls, "macs": graphs[cid].macs}
+                                                        for cid, cls in classes.items()}}, indent=1))
     columns = [*refs, "auto", "ms"]
     agree = {(k, cls): [] for k in columns for cls in [*kinds, "all"]}
     for a, b in itertools.combinations(rounds, 2):
