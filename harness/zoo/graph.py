@@ -113,13 +113,13 @@ XNNPACK_INT8_OPS = frozenset((
     "LOGISTIC", "MAX_POOL_2D", "MEAN", "MUL", "PAD", "QUANTIZE", "RESHAPE", "RESIZE_BILINEAR", "SLICE",
     "SPACE_TO_DEPTH", "SPLIT", "STRIDED_SLICE", "SUB", "TANH", "TRANSPOSE", "TRANSPOSE_CONV"))
 XNNPACK_HYBRID_OPS = frozenset(("CONV_2D", "FULLY_CONNECTED"))
+XNNPACK_OPS = {"float32": XNNPACK_FLOAT_OPS, "int8": XNNPACK_INT8_OPS, "hybrid": XNNPACK_HYBRID_OPS}
 
 
 def xnnpack_delegates(op: OpInfo) -> bool:
     """Whether the XNNPACK delegate takes this operator (see :data:`XNNPACK_FLOAT_OPS`); an
     operator outside its lists runs on TFLite's own kernels."""
-    ops = {"float32": XNNPACK_FLOAT_OPS, "int8": XNNPACK_INT8_OPS, "hybrid": XNNPACK_HYBRID_OPS}
-    return op.op in ops[op_dtype_class(op)]
+    return op.op in XNNPACK_OPS[op_dtype_class(op)]
 
 
 def xnnpack_partitions(g: GraphInfo) -> int:
