@@ -6,8 +6,12 @@ its reference (300 alternating pairs; ratio = median pair ratio). That is repeat
 a pause between them, so that the machine's state changes between rounds the way it changes
 between campaigns. Prints, per candidate class (:func:`harness.zoo.graph.reference_class`)
 and per reference, how often two rounds agree within 10%: with each fixed reference, with
-``auto`` (:data:`harness.collect.AUTO_REFERENCES` of the candidate's class) and for the model's
-latency in ms alone.
+``auto`` (:data:`harness.collect.AUTO_REFERENCES` of the candidate's class, or the small
+:data:`harness.collect.AUTO_SMALL_REFERENCE` in a round where the candidate's median is below
+``AUTO_SMALL_BELOW_MS``, as the agent picks per job), with the class rule alone, and for the
+model's latency in ms alone. ``auto`` compares ratio x the reference's median ms over all rounds
+(what ``latency_ms_corrected`` does), so that a candidate near the threshold which takes one
+reference in one round and the other in the next is compared in the same unit.
 
     python bench/reference_choice.py --zoo zoo/mbv2 --rounds 5     # ~4 min a round for 72 models
 """
@@ -24,11 +28,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness import agent  # noqa: E402
-from harness.collect import AUTO_REFERENCES, _reference  # noqa: E402
+from harness.collect import AUTO_REFERENCES, AUTO_SMALL_BELOW_MS, AUTO_SMALL_REFERENCE, _reference  # noqa: E402
 from harness.zoo.graph import read_graph, reference_class  # noqa: E402
 from harness.zoo.manifest import load_manifest  # noqa: E402
 
-CANDIDATE_REFERENCES = [f"dc-w100-d0-r64-{q}" for q in ("float32", "int8", "dynamic-int8")]
+CANDIDATE_REFERENCES = [f"dc-w100-d0-r64-{q}" for q in ("float32", "int8", "dynamic-int8")] + [AUTO_SMALL_REFERENCE]
 
 
 def one_round(rt, cands, refs: dict[str, str], pairs: int) -> dict[str, dict]:
@@ -77,13 +81,21 @@ def main(argv=None) -> int:
         args.json.write_text(json.dumps({"references": list(refs), "rounds": rounds, "pairs": args.pairs,
                                          "candidates": {cid: {"class": cls, "macs": graphs[cid].macs}
                                                         for cid, cls in classes.items()}}, indent=1))
-    columns = [*refs, "auto", "ms"]
+    columns = [*refs, "auto", "auto, by class only", "ms"]
+    # each reference's median ms over every round and candidate: ratio x this is in ms
+    ref_ms = {k: float(np.median([r[c]["ms"] / r[c][k] for r in rounds for c in classes])) for k in refs}
+
+    def value(r, cid, k):
+        if k == "auto":
+            key = AUTO_SMALL_REFERENCE if r[cid]["ms"] < AUTO_SMALL_BELOW_MS else AUTO_REFERENCES[classes[cid]]
+            return r[cid][key] * ref_ms[key]
+        return r[cid][AUTO_REFERENCES[classes[cid]] if k == "auto, by class only" else k]
+
     agree = {(k, cls): [] for k in columns for cls in [*kinds, "all"]}
     for a, b in itertools.combinations(rounds, 2):
         for cid, cls in classes.items():
             for k in columns:
-                key = AUTO_REFERENCES[cls] if k == "auto" else k
-                ok = abs(b[cid][key] / a[cid][key] - 1) <= 0.10
+                ok = abs(value(b, cid, k) / value(a, cid, k) - 1) <= 0.10
                 agree[(k, cls)].append(ok)
                 agree[(k, "all")].append(ok)
     n = {cls: sum(v == cls for v in classes.values()) for cls in kinds}
@@ -91,7 +103,7 @@ def main(argv=None) -> int:
           "fraction of round pairs within 10%")
     print(f"{'paired with':28s}" + "".join(f"{cls:>14s}" for cls in kinds) + f"{'all':>8s}")
     for k in columns:
-        name = {"auto": "auto", "ms": "none (ms alone)"}.get(k, k)
+        name = {"ms": "none (ms alone)"}.get(k, k)
         cells = "".join(f"{np.mean(agree[(k, cls)]) if agree[(k, cls)] else float('nan'):14.2f}"
                         for cls in kinds)
         print(f"{name:28s}{cells}{np.mean(agree[(k, 'all')]):8.2f}")

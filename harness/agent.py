@@ -632,7 +632,7 @@ def measure(rt, req, src=None, knobs=None):
             other = (after["system_cpu_busy_s"] - before["system_cpu_busy_s"]) - (
                 after["agent_cpu_s"] - before["agent_cpu_s"]) - bg_cpu
             after["external_load_cpus"] = min(float(os.cpu_count() or 1), max(0.0, other / wall))
-        ref = _paired_reference(rt, interp, req.get("reference"), threads, n_runs, clock)
+        ref = _paired_reference(rt, interp, req.get("reference"), threads, n_runs, clock, _median(samples) if samples else None)
         return {
             "ok": True, "runtime": rt.name, "runtime_version": rt.version, "threads": threads, "reference": ref,
             "delegate_partitions": _delegate_partitions(interp),
@@ -659,13 +659,21 @@ def _delegate_partitions(interp):
         return None
 
 
-def _paired_reference(rt, interp, spec, threads, n_runs, clock):
+def _paired_reference(rt, interp, spec, threads, n_runs, clock, model_median_ms=None):
     """Relative latency: after the timed loop (so neither its samples nor its energy see this),
     ``n`` pairs of one model invoke and one reference-model invoke, back to back, alternating
     which goes first. A machine whose speed drifts (a shared VM, DVFS, a busy neighbour) moves
-    both alike, so their ratio repeats far better than either alone."""
+    both alike, so their ratio repeats far better than either alone. A spec with a ``small``
+    reference uses that one when the model's median in the timed loop is below its ``below_ms``
+    (a tiny model moves with a tiny reference); the result names the one used and why."""
     if not spec:
         return None
+    small, picked = spec.get("small"), None
+    if small and model_median_ms is not None:
+        below = model_median_ms < float(small["below_ms"])
+        picked = "model median %.4g ms %s %g ms" % (model_median_ms, "<" if below else ">=", float(small["below_ms"]))
+        if below:
+            spec = small
     try:
         ref = rt.Interpreter(model_path=spec["model"], num_threads=threads)
         ref.allocate_tensors()
@@ -686,7 +694,8 @@ def _paired_reference(rt, interp, spec, threads, n_runs, clock):
         model_ms.append(a if i % 2 == 0 else b)
         ref_ms.append(b if i % 2 == 0 else a)
     del ref
-    return {"id": spec.get("id"), "sha256": spec.get("sha256"), "model_ms": model_ms, "reference_ms": ref_ms}
+    out = {"id": spec.get("id"), "sha256": spec.get("sha256"), "model_ms": model_ms, "reference_ms": ref_ms}
+    return {**out, "picked_by": picked} if picked else out
 
 
 def hello(rt, src=None):

@@ -52,11 +52,14 @@ def _reference_class(path: str, sha256: str) -> str:
 def reference_for(spec: dict | None, path: str, sha256: str) -> dict | None:
     """The reference model a job's candidate is paired with: ``spec`` itself, or with a reference
     per class the one of the candidate's :func:`harness.zoo.graph.reference_class` (a campaign
-    begun before ``hybrid-split`` existed pairs those with its ``hybrid`` reference, as it did)."""
+    begun before ``hybrid-split`` existed pairs those with its ``hybrid`` reference, as it did),
+    carrying the spec's ``small`` one, which the agent takes instead for a candidate faster than
+    its ``below_ms`` (a campaign begun before that has none)."""
     if spec and "by_dtype" in spec:
         cls = _reference_class(path, sha256)
         by = spec["by_dtype"]
-        return by[cls] if cls in by else by[cls.split("-")[0]]
+        ref = by[cls] if cls in by else by[cls.split("-")[0]]
+        return {**ref, "small": spec["small"]} if spec.get("small") else ref
     return spec
 
 
@@ -142,6 +145,10 @@ class Session:
         if ref:
             req["reference"] = {"model": self.ensure_model(ref["sha256"], ref["path"]), "id": ref["id"],
                                 "sha256": ref["sha256"]}
+            if ref.get("small"):
+                s = ref["small"]
+                req["reference"]["small"] = {"model": self.ensure_model(s["sha256"], s["path"]), "id": s["id"],
+                                             "sha256": s["sha256"], "below_ms": s["below_ms"]}
         if t.cooldown_c and self.baseline_c:
             req["cooldown"] = {"baseline": self.baseline_c, "above_c": t.cooldown_c, "timeout_s": 300}
         return req

@@ -138,7 +138,8 @@ def test_collect_over_adb_wireless(tmp_path, adb):
     assert all(r["latency_ms_median"] > 0 for r in rows)
     calls = (adb / "calls").read_text()
     assert "'connect', '192.168.1.40:5555'" in calls
-    # the agent bundle, each model and each model's reference (a float32 and an int8 one), once
+    # the agent bundle, each model and each model's reference (a float32 and an int8 one; the small
+    # reference for tiny candidates is the int8 candidate itself), once by content hash
     assert calls.count("'push'") == 5
     assert len(list((tmp_path / "phone/models").glob("*.tflite"))) == 4
 

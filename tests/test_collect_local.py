@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import sys
@@ -10,6 +11,7 @@ import time
 
 import pyarrow.parquet as pq
 
+from harness import collect
 from harness.collect import main
 from harness.runner import reference_for
 from harness.zoo.manifest import load_manifest
@@ -166,12 +168,14 @@ def test_relative_latency_to_a_reference_measured_in_pairs(tmp_path, capsys):
     assert err.startswith("error: --reference: 'no-such-model' is neither") and "\n" not in err
 
 
-def test_default_reference_computes_in_the_candidates_dtype(tmp_path):
+def test_default_reference_computes_in_the_candidates_dtype(tmp_path, monkeypatch):
     """--reference auto (the default): each job is paired with the bundled reference in float32
     when its candidate computes in float (float16 weights are dequantized at load), in int8 when
     it computes in int8, and in float32 for a dynamic-range int8 model that XNNPACK runs in
     pieces (harness.zoo.graph.reference_class), so that a machine state that slows int8
-    kernels more than float ones moves both sides of a pair alike."""
+    kernels more than float ones moves both sides of a pair alike. (The small reference for tiny
+    candidates is off here: these take 20-50 us on this VM, maybe under 20 us on a faster one.)"""
+    monkeypatch.setattr(collect, "AUTO_SMALL_BELOW_MS", 0.0)
     ids = ["dc-w025-d2-r32-float32", "dc-w025-d2-r32-float16", "dc-w075-d0-r64-dynamic-int8", "dc-w025-d2-r32-int8"]
     zoo = make_zoo(tmp_path / "zoo", ids)
     out = tmp_path / "runs"
@@ -182,6 +186,31 @@ def test_default_reference_computes_in_the_candidates_dtype(tmp_path):
         ids[2]: "dc-w100-d0-r64-float32", ids[3]: "dc-w100-d0-r64-int8"}
     assert rows[ids[2]]["delegate_partitions"] > 1
     assert all(r["latency_rel_median"] > 0 and r["reference_ms_median"] > 0 for r in rows.values())
+
+
+def test_auto_reference_is_the_small_one_for_a_candidate_faster_than_the_threshold(tmp_path, monkeypatch):
+    """--reference auto carries a small reference; the agent pairs a job with it when the
+    candidate's median in that job's timed loop is below the threshold, and the stored result
+    says so. With the threshold at 0.1 ms, the smallest digits CNN (about 25 us here) takes the
+    small one; the largest (about 0.3 ms) keeps its class's large one."""
+    monkeypatch.setattr(collect, "AUTO_SMALL_BELOW_MS", 0.1)
+    ids = ["dc-w025-d2-r32-float32", "dc-w050-d0-r64-int8", "dc-w100-d0-r64-float32"]
+    zoo = make_zoo(tmp_path / "zoo", ids)
+    out = tmp_path / "runs"
+    assert main(["--zoo", str(zoo), "--out", str(out), *QUICK]) == 0
+    run = _campaign(out)
+    rows = {r["candidate_id"]: r for r in pq.read_table(run / "measurements.parquet").to_pylist()}
+    db = sqlite3.connect(run / "campaign.sqlite")
+    picked = {c: json.loads(r)["reference"]["picked_by"]
+              for c, r in db.execute("SELECT candidate_id, result FROM jobs")}
+    for c, r in rows.items():
+        below = r["latency_ms_median"] < 0.1
+        assert r["reference_id"] == (collect.AUTO_SMALL_REFERENCE if below else
+                                     "dc-w100-d0-r64-" + ("int8" if c.endswith("int8") else "float32")), (c, r)
+        assert picked[c].startswith("model median") and ("< 0.1 ms" if below else ">= 0.1 ms") in picked[c]
+        assert r["latency_rel_median"] > 0
+    assert rows["dc-w025-d2-r32-float32"]["reference_id"] == collect.AUTO_SMALL_REFERENCE
+    assert rows["dc-w100-d0-r64-float32"]["reference_id"] == "dc-w100-d0-r64-float32"
 
 
 def test_campaign_begun_before_hybrid_split_keeps_its_hybrid_reference(tmp_path):
