@@ -128,8 +128,9 @@ def test_zoo_inspect_says_what_xnnpack_leaves_out_and_survives_a_bad_file(tmp_pa
     assert len(lines) == 2
     assert lines[0].startswith(str(split)) and "computes in dynamic-range int8" in lines[0]
     assert f"XNNPACK runs {xnnpack_partitions(read_graph(split))} pieces, leaves DEPTHWISE_CONV_2D (hybrid) x" in lines[0]
-    assert lines[0].endswith("pairs it with dc-w100-d0-r64-float32")
-    assert "computes in int8; XNNPACK runs it whole" in lines[1] and lines[1].endswith("dc-w100-d0-r64-int8")
+    assert lines[0].endswith("pairs it with dc-w100-d0-r64-float32 (with dc-w025-d2-r32-int8 in a job where it "
+                             "runs under 20 us)")
+    assert "computes in int8; XNNPACK runs it whole" in lines[1] and "pairs it with dc-w100-d0-r64-int8 (" in lines[1]
     assert err.strip() == f"error: {bad}: not a TFLite flatbuffer (no TFL3 identifier)"
 
 

@@ -76,7 +76,7 @@ def describe(path: Path) -> str:
     leaves to TFLite's own kernels."""
     from collections import Counter
 
-    from harness.collect import AUTO_REFERENCES
+    from harness.collect import AUTO_REFERENCES, AUTO_SMALL_BELOW_MS, AUTO_SMALL_REFERENCE
     from harness.zoo.graph import (
         model_dtype_class,
         op_dtype_class,
@@ -96,7 +96,8 @@ def describe(path: Path) -> str:
     ops = sum(map(runs_at_inference, g.ops))
     return (f"{path}: {g.macs / 1e6:.2f} MMACs, {g.params / 1e3:.1f} k params, {ops} ops at inference, computes in "
             f"{CLASS_NAMES[model_dtype_class(g)]}; {delegate} (estimated); collect --reference auto pairs it with "
-            f"{AUTO_REFERENCES[reference_class(g)]}")
+            f"{AUTO_REFERENCES[reference_class(g)]} (with {AUTO_SMALL_REFERENCE} in a job where it runs under "
+            f"{AUTO_SMALL_BELOW_MS * 1e3:g} us)")
 
 
 def inspect(paths: list[Path]) -> int:
