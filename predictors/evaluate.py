@@ -214,6 +214,12 @@ def main(argv=None) -> int:
                             how = f"with {k} of its architectures" if k else "without it"
                             print(f"  trained {how}, tested on {fam}{' (the rest)' if k else ''}: {_fmt(mf)}")
                             report[name][f"holdout_{fam}" + (f"_shots{k}" if k else "")] = mf
+                        nets = [mf for fam, mf in scores.items() if fam != dataset.KERNEL_FAMILY]
+                        if len(nets) > 1:   # one figure to compare runs by; single operators are not a network
+                            mean = {a: float(np.mean([mf[a] for mf in nets])) for a in ("acc@5%", "acc@10%", "acc@15%")}
+                            print(f"  mean over the {len(nets)} network families{f' ({k} shots)' if k else ''}: "
+                                  + " ".join(f"{a}={v:.3f}" for a, v in mean.items()))
+                            report[name]["holdout_mean" + (f"_shots{k}" if k else "")] = mean
         if args.json:
             args.json.write_text(json.dumps(report, indent=1))
     except HarnessError as e:

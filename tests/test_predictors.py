@@ -316,6 +316,24 @@ def test_train_card_and_tamper(measured, capsys):
         store.load(out)
 
 
+def test_holdout_family_prints_one_mean_over_network_families(measured, tmp_path, capsys):
+    """--holdout-family scores each family trained without it, and one mean over the network
+    families to compare runs by (here the real campaign's zoo relabelled as two families)."""
+    pq, zoo, _ = measured
+    doc = json.loads((zoo / "manifest.json").read_text())
+    for i, c in enumerate(doc["candidates"]):
+        c["family"] = "digits-compressed" if i % 2 else "other"
+        c["file"] = str((zoo / c["file"]).resolve())
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    out = tmp_path / "scores.json"
+    assert evaluate.main(["--data", str(pq), "--zoo", str(tmp_path), "--holdout-family", "--model", "kernel",
+                          "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())["kernel"]
+    fams = [rep["holdout_other"], rep["holdout_digits-compressed"]]
+    assert rep["holdout_mean"] == pytest.approx({a: np.mean([f[a] for f in fams]) for a in ("acc@5%", "acc@10%", "acc@15%")})
+    assert "mean over the 2 network families: acc@5%=" in capsys.readouterr().out
+
+
 def test_unknown_types_are_refused(tmp_path):
     import os
 
