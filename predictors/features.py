@@ -2,8 +2,10 @@
 
 * model level: MACs, params, activation bytes, file bytes, depth, input size, dtype, op
   histogram over a fixed vocabulary;
-* kernel level (nn-Meter style), one row per kernel: kind (conv, dwconv, fc, pool, add, concat,
-  other; in the predictor's sums a 1x1 conv is its own kind, its cost per MAC is not a 3x3's),
+* kernel level (nn-Meter style), one row per kernel: kind (conv, dwconv, fc, avgpool, maxpool,
+  mean = global average pooling, add, concat, other; the three poolings are apart because
+  XNNPACK takes int8 max pooling and means and leaves int8 average pooling to TFLite's kernels;
+  in the predictor's sums a 1x1 conv is its own kind, its cost per MAC is not a 3x3's),
   H, W, Cin, Cout, kernel, stride, MACs, bytes moved, and its dtype class (float32,
   int8, hybrid = int8 weights with float activations); summed per (kind, dtype) for the
   kernel-level predictor, with MACs padded to SIMD tile widths (:func:`kernel_basis`);
@@ -21,9 +23,9 @@ from harness.zoo.graph import op_dtype_class as dtype_class
 
 OP_VOCAB = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD", "MUL",
             "CONCATENATION", "MEAN", "RESHAPE", "QUANTIZE", "DEQUANTIZE", "SOFTMAX", "RELU", "RELU6", "PAD")
-KINDS = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "dwconv", "FULLY_CONNECTED": "fc", "AVERAGE_POOL_2D": "pool",
-         "MAX_POOL_2D": "pool", "MEAN": "pool", "ADD": "add", "MUL": "add", "CONCATENATION": "concat"}
-KIND_LIST = ("conv", "conv1x1", "dwconv", "fc", "pool", "add", "concat", "other")
+KINDS = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "dwconv", "FULLY_CONNECTED": "fc", "AVERAGE_POOL_2D": "avgpool",
+         "MAX_POOL_2D": "maxpool", "MEAN": "mean", "ADD": "add", "MUL": "add", "CONCATENATION": "concat"}
+KIND_LIST = ("conv", "conv1x1", "dwconv", "fc", "avgpool", "maxpool", "mean", "add", "concat", "other")
 CONTEXT = ("threads", "background_load", "cpu_freq_mhz")
 
 

@@ -511,6 +511,24 @@ def test_holdout_family_with_shots_trains_on_k_architectures_and_scores_the_rest
     assert evaluate.leave_family_out(Memo(), X, y, fam, groups=arch, shots=6) == {}    # nothing left to score
 
 
+def test_max_pooling_is_priced_apart_from_average_pooling():
+    """Same shapes, different operators: XNNPACK runs an int8 max pool and leaves an int8 average
+    pool to TFLite's kernels (harness.zoo.graph, checked against the runtime on the zoos), so the
+    kernel level keeps them in separate sums (a held-out family with max pooling was once priced
+    from another family's average pooling)."""
+    from harness.zoo.graph import GraphInfo, OpInfo, TensorInfo, xnnpack_delegates
+    from predictors import features as F
+    x = TensorInfo("x", (1, 16, 16, 8), "int8", 0.1, 0)
+    y = TensorInfo("y", (1, 8, 8, 8), "int8", 0.1, 0)
+    ops = tuple(OpInfo(i, name, (x,), (y,), 0, (2, 2), (2, 2)) for i, name in enumerate(("MAX_POOL_2D", "AVERAGE_POOL_2D")))
+    g = GraphInfo("0" * 64, 0, (x,), (y,), ops, 0, 0, 0)
+    assert xnnpack_delegates(ops[0]) and not xnnpack_delegates(ops[1])
+    rows = F.kernel_rows(g)
+    assert [r["kind"] for r in rows] == ["maxpool", "avgpool"] and rows[0]["dtype"] == rows[1]["dtype"] == "int8"
+    sums = F.kernel_sums(rows)
+    assert sums["maxpool_int8_n"] == sums["avgpool_int8_n"] == 1
+
+
 def _kernel_frame(nets):
     """A feature frame of networks given as lists of (h, cin, cout, k) float32 convs."""
     import pandas as pd
