@@ -34,7 +34,9 @@ def save(out: Path, estimator, card: dict) -> Path:
     tmp = out / "model.skops.tmp"
     sio.dump(estimator, tmp)
     tmp.replace(out / "model.skops")
+    from predictors.features import KIND_LIST
     card = dict(card, versions=versions(), artifact={"file": "model.skops", "sha256": sha256_file(out / "model.skops")},
+                kernel_kinds=list(KIND_LIST),
                 estimator=f"{type(estimator).__module__}.{type(estimator).__name__}",
                 estimator_params={k: v for k, v in estimator.get_params().items()
                                   if isinstance(v, (bool, int, float, str, tuple, list, type(None)))})
@@ -52,6 +54,11 @@ def load(path: Path):
         card = json.loads((d / "card.json").read_text())
     except (OSError, ValueError) as e:
         raise BadInput(f"{d / 'card.json'}: cannot read the model card ({e})") from None
+    from predictors.features import KIND_LIST
+    if any(f == "kernels" or f.startswith("k_") for f in card.get("features", [])) and \
+            card.get("kernel_kinds") != list(KIND_LIST):
+        raise BadInput(f"{d / 'card.json'}: trained on the kernel kinds {card.get('kernel_kinds') or 'of an older version'}"
+                       f", this version prices {', '.join(KIND_LIST)}: retrain it (python -m predictors.train)")
     art = d / card.get("artifact", {}).get("file", "model.skops")
     if not art.exists():
         raise BadInput(f"{art}: missing")

@@ -612,6 +612,12 @@ def test_kernel_level_artifact_round_trip(measured):
                        "--out", str(linear)]) == 0
     est0, card0 = store.load(linear)
     assert est0.trees_ == [] and card0["estimator_params"]["n_estimators"] == 0
+    # an artifact trained when the kernel kinds were others (one "pool" for all three poolings)
+    # is refused in one line, not run on columns it was not fitted on
+    card0["kernel_kinds"] = [k for k in card0["kernel_kinds"] if k not in ("maxpool", "mean")]
+    (linear / "card.json").write_text(json.dumps(card0))
+    with pytest.raises(BadInput, match=r"card.json: trained on the kernel kinds .*: retrain it"):
+        store.load(linear)
 
 
 def test_repeatability_is_the_ceiling_from_jobs_measured_in_two_campaigns():
