@@ -143,12 +143,11 @@ class Session:
             req["cpus"] = list(t.cpus)
         ref = reference_for(self.settings.reference, job["path"], job["sha256"])
         if ref:
-            req["reference"] = {"model": self.ensure_model(ref["sha256"], ref["path"]), "id": ref["id"],
-                                "sha256": ref["sha256"]}
+            def on_target(r):   # the model pushed once by content hash, named as the agent reports it
+                return {"model": self.ensure_model(r["sha256"], r["path"]), "id": r["id"], "sha256": r["sha256"]}
+            req["reference"] = on_target(ref)
             if ref.get("small"):
-                s = ref["small"]
-                req["reference"]["small"] = {"model": self.ensure_model(s["sha256"], s["path"]), "id": s["id"],
-                                             "sha256": s["sha256"], "below_ms": s["below_ms"]}
+                req["reference"]["small"] = {**on_target(ref["small"]), "below_ms": ref["small"]["below_ms"]}
         if t.cooldown_c and self.baseline_c:
             req["cooldown"] = {"baseline": self.baseline_c, "above_c": t.cooldown_c, "timeout_s": 300}
         return req

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.errors import BadInput
 from harness.zoo.graph import sha256_file
+from predictors.features import KIND_LIST
 
 ALLOWED_PREFIXES = ("predictors.models.", "sklearn.", "numpy.", "builtins.", "collections.")
 
@@ -34,7 +35,6 @@ def save(out: Path, estimator, card: dict) -> Path:
     tmp = out / "model.skops.tmp"
     sio.dump(estimator, tmp)
     tmp.replace(out / "model.skops")
-    from predictors.features import KIND_LIST
     card = dict(card, versions=versions(), artifact={"file": "model.skops", "sha256": sha256_file(out / "model.skops")},
                 kernel_kinds=list(KIND_LIST),
                 estimator=f"{type(estimator).__module__}.{type(estimator).__name__}",
@@ -54,7 +54,6 @@ def load(path: Path):
         card = json.loads((d / "card.json").read_text())
     except (OSError, ValueError) as e:
         raise BadInput(f"{d / 'card.json'}: cannot read the model card ({e})") from None
-    from predictors.features import KIND_LIST
     if any(f == "kernels" or f.startswith("k_") for f in card.get("features", [])) and \
             card.get("kernel_kinds") != list(KIND_LIST):
         raise BadInput(f"{d / 'card.json'}: trained on the kernel kinds {card.get('kernel_kinds') or 'of an older version'}"
