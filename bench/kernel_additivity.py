@@ -59,10 +59,6 @@ def quiet():
                 os.close(fd)
 
 
-# the kernels family's quantization that reproduces an operator's dtype class
-QUANTIZATION_OF = {"float32": "float32", "int8": "int8", "hybrid": "dynamic-int8"}
-
-
 class Timer:
     def __init__(self, rt, path: Path, threads: int):
         self.interp = rt.Interpreter(model_path=str(path), num_threads=threads)
@@ -118,7 +114,7 @@ def main(argv=None) -> int:
             if cfg is None:
                 missing.append(op.op)
                 continue
-            parts.append(kernel_file(cfg, QUANTIZATION_OF[dtype_class(op)]))
+            parts.append(kernel_file(cfg, K.QUANTIZATION_OF[dtype_class(op)]))
         if not parts:
             print(f"{m.stem}: skipped: no operator this harness can rebuild alone ({','.join(sorted(set(missing)))})")
             continue

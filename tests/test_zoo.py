@@ -355,6 +355,55 @@ def test_every_operator_of_a_bundled_network_has_a_kernel_config():
             assert c["pool"] == "global"   # the network's MEAN
 
 
+def test_kernels_like_networks_are_their_distinct_operators_in_their_dtypes():
+    """--like: one configuration per distinct operator the networks run, in the conversion that
+    computes it as the network does; the same architecture in float16 adds nothing (its weights
+    are dequantized when the interpreter is prepared), in dynamic-range int8 only the layers with
+    int8 weights are new."""
+    from harness.zoo.kernels import config_id, configs_like
+    net = "dc-w050-d2-r48-{}.tflite"
+    f32 = configs_like([BUNDLED / net.format("float32")])
+    assert f32 and {q for _, q in f32} == {"float32"} and "relu" not in {c["kind"] for c, _ in f32}
+    assert len({config_id(c) for c, _ in f32}) == len(f32)
+    assert configs_like([BUNDLED / net.format(q) for q in ("float32", "float16")]) == f32
+    hyb = configs_like([BUNDLED / net.format("dynamic-int8")])
+    assert {c["kind"] for c, q in hyb if q == "dynamic-int8"} <= {"conv", "dwconv", "fc"}
+    assert {c["kind"] for c, q in hyb if q == "float32"} >= {"add", "pool"}
+    both = configs_like([BUNDLED / net.format(q) for q in ("float32", "dynamic-int8", "int8")])
+    assert len(both) == len(f32) + sum(q == "dynamic-int8" for _, q in hyb) + len(f32)
+
+
+def test_zoo_build_like_refuses_bad_arguments_before_building(tmp_path, capsys):
+    assert zoo_main(["build", "--family", "nb201", "--like", str(BUNDLED), "--out", str(tmp_path / "a")]) == 2
+    assert "--like builds the kernels family" in capsys.readouterr().err
+    assert zoo_main(["build", "--family", "kernels", "--like", str(tmp_path / "nope"), "--out", str(tmp_path / "b")]) == 2
+    assert f"{tmp_path / 'nope'}: no such file or directory" in capsys.readouterr().err
+    assert zoo_main(["build", "--family", "kernels", "--like", str(tmp_path), "--out", str(tmp_path / "c")]) == 2
+    assert "no .tflite file in this directory" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+@pytest.mark.slow
+def test_kernels_built_like_a_network_are_its_operators_alone(tmp_path):
+    """Every operator a dynamic-range network runs (but its standalone ReLUs) has a candidate
+    that is that operator alone: same type, shapes and dtype class, read back from the files."""
+    pytest.importorskip("tensorflow", reason="building needs the zoo extra (.ci/run installs it)")
+    from harness.zoo.graph import op_dtype_class, runs_at_inference
+    from harness.zoo.kernels import build_like
+    net = BUNDLED / "dc-w025-d2-r32-dynamic-int8.tflite"
+    build_like(tmp_path / "k", [net], log=lambda *_: None)
+    _, cands = load_manifest(tmp_path / "k")
+
+    def sig(op):
+        return op.op, op.inputs[0].shape, op.outputs[0].shape, op_dtype_class(op)
+    alone = []
+    for c in cands:
+        (op,) = read_graph(c.path).ops
+        alone.append(sig(op))
+    want = {sig(op) for op in read_graph(net).ops if runs_at_inference(op) and op.op != "RELU"}
+    assert len(alone) == len(set(alone)) == len(want) and set(alone) == want
+
+
 @pytest.mark.slow
 def test_a_kernel_rebuilt_alone_has_the_network_operators_shapes(tmp_path):
     """bench/kernel_additivity.py measures a network's operators alone: each rebuilt kernel is one

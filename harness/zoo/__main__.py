@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
                    "kernel configurations (default 80); other random-weight families: network configurations (default 20); "
                    "each in every quantization")
     b.add_argument("--table", type=Path, help="nb201: CSV with arch_index,arch columns (to resolve indices)")
+    b.add_argument("--like", type=Path, action="append", default=[],
+                   help="kernels: instead of sampled configurations, each distinct operator of these networks "
+                   "(.tflite files or zoo dirs; repeatable), alone, at its shapes and dtype")
     i = sub.add_parser("import", help="make a family from a directory of .tflite files")
     i.add_argument("dir", type=Path)
     i.add_argument("--accuracy", type=Path, help="CSV with file,accuracy columns")
@@ -35,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         return inspect(args.models)
     try:
         if args.cmd == "build":
+            if args.like and args.family != "kernels":
+                raise HarnessError("--like builds the kernels family (--family kernels)")
+            like = like_models(args.like)   # named files checked before TensorFlow loads
             try:
                 import tensorflow  # noqa: F401
             except ImportError:
@@ -42,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.family == "digits-compressed":
                 from harness.zoo.digits import build
                 m = build(args.out, args.limit, args.seed)
+            elif like:
+                from harness.zoo.kernels import build_like
+                m = build_like(args.out, like, args.seed)
             elif args.family in ("kernels", "mbv2", "resnet", "mnv1", "squeezenet"):
                 from importlib import import_module
 
@@ -65,6 +74,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def like_models(paths: list[Path]) -> list[Path]:
+    """The .tflite files named, and those in the directories named (sorted)."""
+    out = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(p.glob("*.tflite"))
+            if not found:
+                raise HarnessError(f"{p}: no .tflite file in this directory")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise HarnessError(f"{p}: no such file or directory")
+    return out
 
 
 CLASS_NAMES = {"float32": "float32", "int8": "int8", "hybrid": "dynamic-range int8 (int8 weights, float activations)"}

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.errors import HarnessError
+from harness.zoo.graph import op_dtype_class, read_graph, runs_at_inference
 from harness.zoo.synthetic import QUANTIZATIONS, build_family, randomize_batchnorm
 
 FAMILY = "kernels"
@@ -143,8 +145,42 @@ def keras_model(c: dict, seed: int = 0):
     return randomize_batchnorm(keras.Model(inp, x), seed)   # folded into the conv by the converter
 
 
+# the conversion that gives a rebuilt kernel the dtype class (harness.zoo.graph.op_dtype_class)
+# the network's operator computes in
+QUANTIZATION_OF = {"float32": "float32", "int8": "int8", "hybrid": "dynamic-int8"}
+
+
+def configs_like(models) -> list[tuple[dict, str]]:
+    """The distinct (configuration, quantization) pairs that rebuild, alone, the operators the
+    given .tflite networks run at inference, at their shapes and dtype class: nn-Meter's kernel
+    sampling taken to its end, where the configurations are those of the candidates to predict.
+    Standalone ReLUs (XNNPACK fuses them into the operator before) and operators this family has
+    no builder for are left out; each pair once, in the order first met."""
+    out = {}
+    for m in models:
+        for op in read_graph(m).ops:
+            c = config_of_op(op) if runs_at_inference(op) else None
+            if c is not None and c["kind"] != "relu":
+                out.setdefault((config_id(c), QUANTIZATION_OF[op_dtype_class(op)]), c)
+    return [(c, q) for (_, q), c in out.items()]
+
+
 def build(out: Path, n: int = 80, seed: int = 0, quantizations=QUANTIZATIONS, log=print) -> dict:
     return build_family(out, FAMILY, "single-kernel models at sampled configurations (nn-Meter style), random weights",
                         sample_configs(n, seed), config_id, keras_model, "k", seed, quantizations,
                         # nothing to quantize in a weightless kernel: the same file as float32
                         skip=lambda c, q: q == "dynamic-int8" and c["kind"] in WEIGHTLESS, log=log)
+
+
+def build_like(out: Path, models, seed: int = 0, log=print) -> dict:
+    """The family at the operators of ``models`` (:func:`configs_like`) instead of sampled ones."""
+    models = list(models)
+    pairs = configs_like(models)
+    if not pairs:
+        raise HarnessError(f"no operator of the {len(models)} given model(s) can be rebuilt alone")
+    configs = list({config_id(c): c for c, _ in pairs}.values())
+    wanted = {(config_id(c), q) for c, q in pairs}
+    quants = [q for q in QUANTIZATIONS if any(q == w for _, w in wanted)]
+    return build_family(out, FAMILY, f"single-kernel models at the operators of {len(models)} networks "
+                        "(nn-Meter style), random weights", configs, config_id, keras_model, "k", seed, quants,
+                        skip=lambda c, q: (config_id(c), q) not in wanted, log=log)
