@@ -207,6 +207,11 @@ def main(argv=None) -> int:
                     report[name][f"grouped_cv_{fam}"] = mf
                 if args.holdout_family:
                     X = df[cols[name]]
+                    if name == "kernel" and (df["zoo_family"] == dataset.KERNEL_FAMILY).any():
+                        alone = dataset.measured_alone(df)
+                        print("  distinct operators of each family measured alone (kernels family): "
+                              + ", ".join(f"{fam} {a} of {n}" for fam, (a, n) in alone.items()))
+                        report[name]["measured_alone"] = alone
                     for k in sorted({0, args.shots}):
                         scores = leave_family_out(est, X, df[args.target], df["zoo_family"], w is not None,
                                                   df["group"], k)

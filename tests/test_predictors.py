@@ -511,6 +511,26 @@ def test_holdout_family_with_shots_trains_on_k_architectures_and_scores_the_rest
     assert evaluate.leave_family_out(Memo(), X, y, fam, groups=arch, shots=6) == {}    # nothing left to score
 
 
+def test_measured_alone_counts_a_familys_operators_that_a_kernels_row_measured():
+    """--holdout-family says how much of a held-out family was measured alone (harness.zoo build
+    --family kernels --like): an operator counts when a kernels-family row is that operator, by
+    kind, dtype, shapes, kernel and stride (not by its bytes: a bias more or less); ReLUs and
+    other standalone operators are not counted."""
+    import pandas as pd
+
+    from predictors.features import KERNEL_FIELDS
+    assert KERNEL_FIELDS[-1] == "bytes"
+    conv = ("conv", "float32", 8, 8, 4, 4, 3, 1, 4608, 2000)
+    conv_int8 = ("conv", "int8", 8, 8, 4, 4, 3, 1, 4608, 700)
+    fc = ("fc", "float32", 1, 1, 64, 10, 1, 1, 640, 2600)
+    relu = ("other", "float32", 8, 8, 4, 4, 1, 1, 0, 2048)
+    df = pd.DataFrame({"zoo_family": ["kernels", "kernels", "a", "a", "b"],
+                       "kernels": [(conv[:-1] + (1900,),), (fc[:4] + (96,) + fc[5:],),
+                                   (conv, relu, fc), (conv, conv_int8), (conv_int8, relu)]})
+    assert dataset.measured_alone(df) == {"a": (1, 3), "b": (0, 1)}
+    assert dataset.measured_alone(df[df["zoo_family"] != "kernels"]) == {"a": (0, 3), "b": (0, 1)}
+
+
 def test_max_pooling_is_priced_apart_from_average_pooling():
     """Same shapes, different operators: XNNPACK runs an int8 max pool and leaves an int8 average
     pool to TFLite's kernels (harness.zoo.graph, checked against the runtime on the zoos), so the
