@@ -117,12 +117,20 @@ class KernelLevelRegressor(RegressorMixin, BaseEstimator):
         return {tuple(float(v) for v in k): float(o) for k, o in zip(self.contexts_, self.overheads_)}
 
 
+# what the kernel level's trees see of a kernel, in order (the context columns come between the
+# log bytes and the kernel count); card.json records it, and a model fitted on other descriptors
+# is refused when loaded (predictors.store)
+TREE_DESCRIPTORS = ("kind", "dtype", "log_h", "log_w", "log_cin", "log_cout", "kernel", "stride", "log1p_macs",
+                    "log1p_bytes", "context", "log_kernels_in_model")
+
+
 class BoostedKernelRegressor(RegressorMixin, BaseEstimator):
     """The kernel level: latency = learned per-model overhead + sum over the model's kernels of
     ``linear cost x exp(g(kernel))``. The linear cost is :class:`KernelLevelRegressor`'s (per
     (kind, dtype), in count, MACs, bytes and tile-padded MACs); g is a sum of regression trees
     on the kernel's descriptors (kind, dtype, log H, W, Cin, Cout, kernel size, stride, log
-    MACs, log bytes) and the context, boosted on the squared log error of whole models (each
+    MACs, log bytes, the context, and the log of how many kernels its model has: one for a
+    kernel measured alone), boosted on the squared log error of whole models (each
     tree's partition from per-kernel Newton targets, its leaf values Gauss-Newton steps on the
     models): per-kernel costs nonlinear in the descriptors (as nn-Meter's per-kernel forests
     are), learned from whole-model measurements. ``n_estimators=0`` is the linear model.
@@ -172,8 +180,12 @@ class BoostedKernelRegressor(RegressorMixin, BaseEstimator):
                 phi.append(np.r_[onehot, np.log([max(r[f], 1) for f in ("h", "w", "cin", "cout")]), r["kernel"],
                                  r["stride"], np.log1p(r["macs"]), np.log1p(r["bytes"]), ctx[i]])
         width = len(cols), len(kinds) + len(dts) + 8 + ctx.shape[1]
-        return (ctx, np.asarray(rows, int), np.asarray(contrib).reshape(-1, width[0]),
-                np.asarray(phi).reshape(-1, width[1]))
+        rows = np.asarray(rows, int)
+        # how many kernels the kernel's model has: a kernel alone (the kernels family) pays the
+        # model's per-invoke cost by itself, and inside a network runs among others
+        n = np.bincount(rows, minlength=len(ctx))
+        return (ctx, rows, np.asarray(contrib).reshape(-1, width[0]),
+                np.c_[np.asarray(phi).reshape(-1, width[1]), np.log(n[rows])])
 
     def _parts(self, ctx, rows, contrib):
         unit, overhead = self.linear_.unit_costs(ctx)

@@ -1,7 +1,8 @@
 """Safe persistence: skops (never a raw pickle) + card.json with provenance and CV scores.
 
 ``DIR/model.skops`` and ``DIR/card.json``. The card records the features, target, library
-versions, the sha256 of every training file and of model.skops, and the grouped-CV scores.
+versions, the sha256 of every training file and of model.skops, the grouped-CV scores, and for
+the kernel level the kernel kinds and tree descriptors it was fitted on.
 Loading checks the artifact's hash against the card and refuses any type outside an allowlist
 of this package's and scikit-learn's/numpy's estimator types, with one line naming them.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 from harness.errors import BadInput
 from harness.zoo.graph import sha256_file
 from predictors.features import KIND_LIST
+from predictors.models import TREE_DESCRIPTORS
 
 ALLOWED_PREFIXES = ("predictors.models.", "sklearn.", "numpy.", "builtins.", "collections.")
 
@@ -36,7 +38,7 @@ def save(out: Path, estimator, card: dict) -> Path:
     sio.dump(estimator, tmp)
     tmp.replace(out / "model.skops")
     card = dict(card, versions=versions(), artifact={"file": "model.skops", "sha256": sha256_file(out / "model.skops")},
-                kernel_kinds=list(KIND_LIST),
+                kernel_kinds=list(KIND_LIST), kernel_descriptors=list(TREE_DESCRIPTORS),
                 estimator=f"{type(estimator).__module__}.{type(estimator).__name__}",
                 estimator_params={k: v for k, v in estimator.get_params().items()
                                   if isinstance(v, (bool, int, float, str, tuple, list, type(None)))})
@@ -58,6 +60,10 @@ def load(path: Path):
             card.get("kernel_kinds") != list(KIND_LIST):
         raise BadInput(f"{d / 'card.json'}: trained on the kernel kinds {card.get('kernel_kinds') or 'of an older version'}"
                        f", this version prices {', '.join(KIND_LIST)}: retrain it (python -m predictors.train)")
+    if "kernels" in card.get("features", []) and card.get("kernel_descriptors") != list(TREE_DESCRIPTORS):
+        raise BadInput(f"{d / 'card.json'}: its trees were fitted on the kernel descriptors "
+                       f"{card.get('kernel_descriptors') or 'of an older version'}, this version's are "
+                       f"{', '.join(TREE_DESCRIPTORS)}: retrain it (python -m predictors.train)")
     art = d / card.get("artifact", {}).get("file", "model.skops")
     if not art.exists():
         raise BadInput(f"{art}: missing")
