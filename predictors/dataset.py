@@ -120,9 +120,9 @@ def rows_for(level: str, df: pd.DataFrame) -> pd.DataFrame:
 def measured_alone(df: pd.DataFrame) -> dict[str, tuple[int, int]]:
     """Per network family: (how many of its distinct operators, by kind, dtype class, shapes,
     kernel size and stride, are the operator of a row of the kernels family, how many it has).
-    Operators of kind ``other`` (ReLUs, reshapes) are not counted. A family held out of training is still
-    "never measured" when its operators were measured alone (``harness.zoo build --family
-    kernels --like``): its networks were not; this says how much of it was."""
+    Operators of kind ``other`` (ReLUs, reshapes) are not counted. A family held out of
+    training is still "never measured" when its operators were measured alone (``harness.zoo
+    build --family kernels --like``): its networks were not; this says how much of it was."""
     keep = [i for i, f in enumerate(F.KERNEL_FIELDS) if f != "bytes"]   # a bias more or less: the same operator
 
     def distinct(rows) -> set:

@@ -376,6 +376,8 @@ def test_kernels_like_networks_are_their_distinct_operators_in_their_dtypes():
 def test_zoo_build_like_refuses_bad_arguments_before_building(tmp_path, capsys):
     assert zoo_main(["build", "--family", "nb201", "--like", str(BUNDLED), "--out", str(tmp_path / "a")]) == 2
     assert "--like builds the kernels family" in capsys.readouterr().err
+    assert zoo_main(["build", "--family", "kernels", "--like", str(BUNDLED), "--sample", "5", "--out", str(tmp_path / "a")]) == 2
+    assert "no --sample or --limit" in capsys.readouterr().err
     assert zoo_main(["build", "--family", "kernels", "--like", str(tmp_path / "nope"), "--out", str(tmp_path / "b")]) == 2
     assert f"{tmp_path / 'nope'}: no such file or directory" in capsys.readouterr().err
     assert zoo_main(["build", "--family", "kernels", "--like", str(tmp_path), "--out", str(tmp_path / "c")]) == 2

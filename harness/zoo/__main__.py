@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "build":
             if args.like and args.family != "kernels":
                 raise HarnessError("--like builds the kernels family (--family kernels)")
+            if args.like and (args.sample or args.limit):
+                raise HarnessError("--like builds every distinct operator of the networks named: no --sample or --limit")
             like = like_models(args.like)   # named files checked before TensorFlow loads
             try:
                 import tensorflow  # noqa: F401
