@@ -117,16 +117,23 @@ def rows_for(level: str, df: pd.DataFrame) -> pd.DataFrame:
     return df if nets.empty else nets.reset_index(drop=True)
 
 
+_SIGNATURE = [i for i, f in enumerate(F.KERNEL_FIELDS) if f != "bytes"]
+
+
+def kernel_signature(k: tuple) -> tuple:
+    """A kernel (a :data:`predictors.features.KERNEL_FIELDS` tuple) as the same operator whether
+    measured alone or inside a network: every field but the bytes (a bias more or less)."""
+    return tuple(k[i] for i in _SIGNATURE)
+
+
 def measured_alone(df: pd.DataFrame) -> dict[str, tuple[int, int]]:
-    """Per network family: (how many of its distinct operators, by kind, dtype class, shapes,
-    kernel size and stride, are the operator of a row of the kernels family, how many it has).
+    """Per network family: (how many of its distinct operators (:func:`kernel_signature`) are
+    the operator of a row of the kernels family, how many it has).
     Operators of kind ``other`` (ReLUs, reshapes) are not counted. A family held out of
     training is still "never measured" when its operators were measured alone (``harness.zoo
     build --family kernels --like``): its networks were not; this says how much of it was."""
-    keep = [i for i, f in enumerate(F.KERNEL_FIELDS) if f != "bytes"]   # a bias more or less: the same operator
-
     def distinct(rows) -> set:
-        return {tuple(k[i] for i in keep) for ks in rows for k in ks if k[0] != "other"}
+        return {kernel_signature(k) for ks in rows for k in ks if k[0] != "other"}
     alone = distinct(df.loc[df["zoo_family"] == KERNEL_FAMILY, "kernels"])
     out = {}
     for fam, d in df[df["zoo_family"] != KERNEL_FAMILY].groupby("zoo_family"):
