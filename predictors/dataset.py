@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import BadInput
-from harness.zoo.graph import sha256_file
+from harness.zoo.graph import sha256_file, xnnpack_partitions
 from harness.zoo.manifest import BUNDLED, load_manifest
 from predictors import features as F
 
@@ -56,7 +56,8 @@ def load(paths: list[Path], zoos: list[Path] = (), target: str = "latency_ms_med
          allow_estimates: bool = False) -> pd.DataFrame:
     """One row per ok measurement with: target, context, model-level features (``m_``), the
     kernels (``kernels``: per kernel a :data:`predictors.features.KERNEL_FIELDS` tuple) and their
-    per-(kind, dtype) sums (``k_``), ``group`` (architecture) and ``zoo_family``. Rows whose
+    per-(kind, dtype) sums (``k_``), how many pieces XNNPACK runs it in (``xnnpack_pieces``, from
+    the graph), ``group`` (architecture) and ``zoo_family``. Rows whose
     model file cannot be found are refused with the candidate named, never silently dropped."""
     frames = []
     for p in paths:
@@ -83,10 +84,11 @@ def load(paths: list[Path], zoos: list[Path] = (), target: str = "latency_ms_med
     if missing:
         ids = df.loc[df["candidate_sha256"].isin(missing), "candidate_id"].unique()[:5]
         raise BadInput(f"model files not found for {len(missing)} candidate(s) ({', '.join(ids)}): pass --zoo DIR")
-    mf, kf, kernels, groups, fams = [], [], [], [], []
+    mf, kf, kernels, groups, fams, pieces = [], [], [], [], [], []
     for sha in df["candidate_sha256"]:
         z = zoo[sha]
         g = F.graph_of(z["path"])
+        pieces.append(xnnpack_partitions(g))
         mf.append(F.model_features(g))
         rows = F.kernel_rows(g)
         kf.append(F.kernel_sums(rows))
@@ -97,6 +99,7 @@ def load(paths: list[Path], zoos: list[Path] = (), target: str = "latency_ms_med
     out["group"] = groups
     out["zoo_family"] = fams
     out["kernels"] = kernels
+    out["xnnpack_pieces"] = pieces   # from the graph, as harness.zoo inspect says it
     if "cpu_freq_mhz" not in out:
         out["cpu_freq_mhz"] = np.nan
     m = pd.DataFrame(mf).add_prefix("m_")
@@ -164,6 +167,11 @@ def model_level_columns(df: pd.DataFrame) -> list[str]:
 def kernel_level_columns(df: pd.DataFrame) -> list[str]:
     """What :class:`predictors.models.BoostedKernelRegressor` reads: every kernel, the context."""
     return ["kernels", "threads", "background_load"]
+
+
+def measured_kernel_columns(df: pd.DataFrame) -> list[str]:
+    """What :class:`predictors.models.MeasuredKernelRegressor` reads."""
+    return ["kernels", "threads", "background_load", "xnnpack_pieces"]
 
 
 def kernel_sum_columns(df: pd.DataFrame) -> list[str]:

@@ -135,8 +135,9 @@ def fit_weights(df, how: str):
 
 
 def estimators(kernel_trees: int = 100) -> dict:
-    from predictors.models import BoostedKernelRegressor, ModelLevelRegressor
-    return {"model": ModelLevelRegressor(), "kernel": BoostedKernelRegressor(n_estimators=kernel_trees)}
+    from predictors.models import BoostedKernelRegressor, MeasuredKernelRegressor, ModelLevelRegressor
+    return {"model": ModelLevelRegressor(), "kernel": BoostedKernelRegressor(n_estimators=kernel_trees),
+            "measured": MeasuredKernelRegressor(fallback=BoostedKernelRegressor(n_estimators=kernel_trees))}
 
 
 def _fmt(m: dict) -> str:
@@ -153,7 +154,9 @@ def main(argv=None) -> int:
     ap.add_argument("--target", default="latency_ms_median",
                     help="a measurements column, or latency_ms_corrected (see python -m predictors.train -h)")
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--model", choices=("model", "kernel", "both"), default="both")
+    ap.add_argument("--model", choices=("model", "kernel", "measured", "both", "all"), default="both",
+                    help="model level, kernel level, measured (operators measured alone, summed; the kernel "
+                         "level for the rest), both (model and kernel; the default) or all three")
     ap.add_argument("--holdout-family", action="store_true")
     ap.add_argument("--shots", type=int, default=0, metavar="K",
                     help="with --holdout-family: K architectures of the held-out family are measured and join the "
@@ -183,10 +186,12 @@ def main(argv=None) -> int:
             print(f"{args.artifact} on {len(df)} rows: {_fmt(m)}")
             report["artifact"] = m
         else:
-            cols = {"model": dataset.model_level_columns(df), "kernel": dataset.kernel_level_columns(df)}
+            cols = {"model": dataset.model_level_columns(df), "kernel": dataset.kernel_level_columns(df),
+                    "measured": dataset.measured_kernel_columns(df)}
+            wanted = {"both": ("model", "kernel"), "all": tuple(cols)}.get(args.model, (args.model,))
             full = df
             for name, est in estimators(args.kernel_trees).items():
-                if args.model not in (name, "both"):
+                if name not in wanted:
                     continue
                 df = dataset.rows_for(name, full)
                 if len(df) < len(full):
@@ -207,7 +212,7 @@ def main(argv=None) -> int:
                     report[name][f"grouped_cv_{fam}"] = mf
                 if args.holdout_family:
                     X = df[cols[name]]
-                    if name == "kernel" and (df["zoo_family"] == dataset.KERNEL_FAMILY).any():
+                    if name != "model" and (df["zoo_family"] == dataset.KERNEL_FAMILY).any():
                         alone = dataset.measured_alone(df)
                         print("  distinct operators of each family measured alone (kernels family): "
                               + ", ".join(f"{fam} {a} of {n}" for fam, (a, n) in alone.items()))

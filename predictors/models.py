@@ -12,6 +12,8 @@ state in attributes ending with ``_``, ``fit`` returns self, ``get_params``/``cl
   among them.
 * :class:`BoostedKernelRegressor`, the kernel level of the CLIs: those linear costs corrected
   per kernel by boosted regression trees on the kernel's descriptors.
+* :class:`MeasuredKernelRegressor`, the measured level: a model whose operators were all
+  measured alone is their sum less the per-invoke floor; the rest the kernel level's.
 All predict in the target's own unit (ms or mJ) and take ``sample_weight`` in ``fit`` (the
 CLIs pass :func:`predictors.dataset.family_weights`).
 """
@@ -246,3 +248,93 @@ class BoostedKernelRegressor(RegressorMixin, BaseEstimator):
         for t, values in zip(self.trees_, self.leaf_values_):
             g = self._step(g, values[t.apply(phi)])
         return np.maximum(overhead + np.bincount(rows, weights=cost * np.exp(g), minlength=len(ctx)), 1e-9)
+
+
+class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
+    """A model whose every operator was measured alone: the sum of those measurements, less the
+    per-invoke floor that each single-operator model paid once more than the network does (the
+    floor: the cheapest operator measured alone in the same context). No parameter is fitted to
+    networks: on this project's VM that sum is within 10% for 0.85-0.98 of the networks XNNPACK
+    runs in one piece (``bench/alone_vs_network.py``). Any other model (an operator never
+    measured alone, a context never measured, or a network XNNPACK runs in several pieces, each
+    boundary a cost no single operator shows) is predicted by ``fallback`` (default: the
+    kernel level, :class:`BoostedKernelRegressor`), fitted on all the rows.
+
+    Single-operator rows (one kernel that is not of kind ``other``) make the table, the median
+    of their targets per operator (:func:`predictors.dataset.kernel_signature`) and context;
+    build them with ``python -m harness.zoo build --family kernels --like ZOO``. ``X``: a
+    DataFrame with ``kernels_column``, the ``context_columns`` and ``pieces_column``."""
+
+    def __init__(self, fallback=None, context_columns=("threads", "background_load"), kernels_column="kernels",
+                 pieces_column="xnnpack_pieces"):
+        self.fallback = fallback
+        self.context_columns = context_columns
+        self.kernels_column = kernels_column
+        self.pieces_column = pieces_column
+
+    def _keys(self, X):
+        """Per row: (context, the encoded operators other than ``other``), or None for none."""
+        from predictors import features as F
+        need = [self.kernels_column, *self.context_columns, self.pieces_column]
+        if not hasattr(X, "columns") or not set(need) <= set(X.columns):
+            raise ValueError(f"X must be a DataFrame with the columns {', '.join(need)}")
+        kinds = {k: i for i, k in enumerate(F.KIND_LIST)}
+        dts = {d: i for i, d in enumerate(F.DTYPE_CLASSES)}
+        at = {f: i for i, f in enumerate(F.KERNEL_FIELDS)}
+        num = [at[f] for f in F.KERNEL_FIELDS if f not in ("kind", "dtype", "bytes")]
+        ctx = X[list(self.context_columns)].to_numpy(float)
+        out = []
+        for c, ks in zip(ctx, X[self.kernels_column]):
+            ops = [(float(kinds.get(k[at["kind"]], kinds["other"])), float(dts[k[at["dtype"]]]),
+                    *(float(k[i]) for i in num)) for k in ks if k[at["kind"]] != "other"]
+            out.append((tuple(c), ops))
+        return out
+
+    def _fallback_columns(self):
+        return [self.kernels_column, *self.context_columns]
+
+    def fit(self, X, y, sample_weight=None):
+        from sklearn.base import clone
+        y = np.asarray(y, float)
+        if np.any(y <= 0):
+            raise ValueError("targets must be positive (latency or energy)")
+        keys = self._keys(X)
+        table: dict[tuple, list[float]] = {}
+        for (c, ops), t in zip(keys, y):
+            if len(ops) == 1:
+                table.setdefault(c + ops[0], []).append(t)
+        from predictors import features as F
+        width = len(self.context_columns)
+        self.keys_ = np.array(sorted(table), float).reshape(len(table), width + len(F.KERNEL_FIELDS) - 1)
+        self.costs_ = np.array([np.median(table[k]) for k in sorted(table)], float)
+        self.floor_contexts_ = np.unique(self.keys_[:, :width], axis=0) if len(table) else np.zeros((0, width))
+        self.floors_ = np.array([self.costs_[(self.keys_[:, :width] == c).all(axis=1)].min()
+                                 for c in self.floor_contexts_], float)
+        fb = self.fallback if self.fallback is not None else BoostedKernelRegressor(
+            context_columns=self.context_columns, kernels_column=self.kernels_column)
+        self.fallback_ = clone(fb).fit(X[self._fallback_columns()], y, sample_weight=sample_weight)
+        self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        return self
+
+    def measured(self, X) -> np.ndarray:
+        """Per row, its prediction from the operators measured alone (NaN where the fallback's)."""
+        check_is_fitted(self, "keys_")
+        table = {tuple(k): v for k, v in zip(self.keys_.tolist(), self.costs_)}
+        floors = {tuple(c): f for c, f in zip(self.floor_contexts_.tolist(), self.floors_)}
+        keys = self._keys(X)
+        pieces = X[self.pieces_column].to_numpy()
+        out = np.full(len(X), np.nan)
+        for i, (c, ops) in enumerate(keys):
+            costs = [table.get(c + op) for op in ops]
+            if ops and pieces[i] == 1 and None not in costs:
+                out[i] = sum(costs) - (len(ops) - 1) * floors[c]
+        return out
+
+    def predict(self, X):
+        check_is_fitted(self, "keys_")
+        m = self.measured(X)
+        miss = np.isnan(m)
+        if miss.any():
+            m[miss] = self.fallback_.predict(X.loc[miss, self._fallback_columns()])
+        return np.maximum(m, 1e-9)

@@ -1,6 +1,6 @@
 """python -m predictors.train --data measurements.parquet --target latency_ms_median --out DIR
 
-Trains a model-level (default) or kernel-level predictor on every ok row, scores it first with
+Trains a model-level (default), kernel-level or measured-kernel predictor on every ok row, scores it first with
 grouped CV by architecture (the scores go into DIR/card.json), and saves it with skops."""
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ def main(argv=None) -> int:
     ap.add_argument("--target", default="latency_ms_median",
                     help="latency_ms_median, latency_ms_p90, energy_mj, ...; latency_ms_corrected: latency_rel_median "
                          "x the reference model's median over the data (ms without the machine's drift)")
-    ap.add_argument("--level", choices=("model", "kernel"), default="model")
+    ap.add_argument("--level", choices=("model", "kernel", "measured"), default="model",
+                    help="measured: models whose operators were all measured alone (kernels built --like them) "
+                         "are their sum; the rest the kernel level's")
     ap.add_argument("--folds", type=int, default=5)
     evaluate.add_fit_arguments(ap)
     ap.add_argument("--allow-estimates", action="store_true",
@@ -30,7 +32,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         df = dataset.rows_for(args.level, dataset.load(args.data, args.zoo, args.target, args.allow_estimates))
-        cols = dataset.model_level_columns(df) if args.level == "model" else dataset.kernel_level_columns(df)
+        cols = {"model": dataset.model_level_columns, "kernel": dataset.kernel_level_columns,
+                "measured": dataset.measured_kernel_columns}[args.level](df)
         est = evaluate.estimators(args.kernel_trees)[args.level]
         X, y = df[cols], df[args.target].to_numpy(float)
         w = evaluate.fit_weights(df, args.weights)

@@ -627,6 +627,48 @@ def test_boosted_kernel_level_learns_that_a_kernel_alone_costs_more_than_inside_
         assert (nets_ok >= 0.9 and alone_ok >= 0.9) if good else (nets_ok < 0.5 and alone_ok < 0.5), (cls, nets_ok, alone_ok)
 
 
+def test_measured_kernel_level_sums_operators_measured_alone_and_falls_back_for_the_rest():
+    """A network XNNPACK runs whole, every operator measured alone: the sum of those, less the
+    per-invoke floor (the cheapest alone) once per operator but one, with nothing fitted to
+    networks. Anything else (an operator never measured alone, several XNNPACK pieces, another
+    context) is the fallback's."""
+    from sklearn.base import clone
+
+    from predictors.models import MeasuredKernelRegressor
+
+    floor = 0.002    # ms a single-operator model pays per invoke besides its operator
+
+    def cost(h, k):  # ms of one 16->16 conv inside a network: not linear in anything
+        return 0.001 * (h ** 1.5) * (1.7 if k == 3 else 1.0)
+
+    def latency(nets):
+        return np.array([floor + sum(cost(h, k) for h, _, _, k in n) for n in nets])
+    sizes = [4, 8, 16, 32]
+    alone = [[(h, 16, 16, k)] for h in sizes for k in (1, 3)]
+    rng = np.random.default_rng(2)
+    nets = [[(int(rng.choice(sizes)), 16, 16, int(rng.choice([1, 3]))) for _ in range(int(rng.integers(2, 6)))]
+            for _ in range(30)]
+    Xtr = _kernel_frame(alone + nets[:20]).assign(xnnpack_pieces=1)
+    ytr = latency(alone + nets[:20])
+    m = clone(MeasuredKernelRegressor()).fit(Xtr, ytr)
+    assert m.floors_ == pytest.approx([floor + cost(4, 1)])     # the cheapest alone: its operator's cost with it
+    Xte = _kernel_frame(nets[20:]).assign(xnnpack_pieces=1)
+    # exact but for the cheapest operator's own cost, counted in the floor: (n - 1) x cost(4, 1)
+    expect = latency(nets[20:]) - np.array([(len(n) - 1) * cost(4, 1) for n in nets[20:]])
+    assert m.predict(Xte) == pytest.approx(expect, rel=1e-9)
+    assert not np.isnan(m.measured(Xte)).any()
+    other = _kernel_frame([nets[20] + [(64, 16, 16, 3)]]).assign(xnnpack_pieces=1)   # a 64x64 conv: never alone
+    split = Xte.iloc[:1].assign(xnnpack_pieces=2)
+    busy = Xte.iloc[:1].assign(background_load=2)
+    for x in (other, split, busy):
+        assert np.isnan(m.measured(x)).all()
+        assert m.predict(x) == pytest.approx(m.fallback_.predict(x[["kernels", "threads", "background_load"]]))
+    with pytest.raises(ValueError, match="xnnpack_pieces"):
+        m.predict(Xte.drop(columns="xnnpack_pieces"))
+    empty = MeasuredKernelRegressor().fit(Xtr.iloc[len(alone):], ytr[len(alone):])    # no operator alone
+    assert len(empty.keys_) == 0 and np.isnan(empty.measured(Xte)).all()
+
+
 def test_boosted_kernel_level_is_the_linear_sums_without_trees_and_follows_the_contract():
     from predictors import features as F
     from predictors.models import BoostedKernelRegressor
@@ -663,6 +705,13 @@ def test_kernel_level_artifact_round_trip(measured):
     linear = tmp / "kernel-linear"
     assert train.main(["--data", str(pq), "--zoo", str(zoo), "--level", "kernel", "--kernel-trees", "0",
                        "--out", str(linear)]) == 0
+    measured_dir = tmp / "kernel-measured"
+    assert train.main(["--data", str(pq), "--zoo", str(zoo), "--level", "measured", "--out", str(measured_dir)]) == 0
+    estm, cardm = store.load(measured_dir)
+    assert cardm["features"] == ["kernels", "threads", "background_load", "xnnpack_pieces"]
+    assert estm.predict(df[cardm["features"]]) == pytest.approx(
+        evaluate.estimators()["measured"].fit(df[cardm["features"]], df["latency_ms_median"],
+                                              sample_weight=dataset.family_weights(df)).predict(df[cardm["features"]]))
     est0, card0 = store.load(linear)
     assert est0.trees_ == [] and card0["estimator_params"]["n_estimators"] == 0
     # an artifact trained when the kernel kinds were others (one "pool" for all three poolings)
