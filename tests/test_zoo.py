@@ -388,22 +388,33 @@ def test_zoo_build_like_refuses_bad_arguments_before_building(tmp_path, capsys):
 @pytest.mark.slow
 def test_kernels_built_like_a_network_are_its_operators_alone(tmp_path):
     """Every operator a dynamic-range network runs (but its standalone ReLUs) has a candidate
-    that is that operator alone: same type, shapes and dtype class, read back from the files."""
+    that is that operator alone: same type, kernel, stride, shapes and dtype class, read back
+    from the files."""
     pytest.importorskip("tensorflow", reason="building needs the zoo extra (.ci/run installs it)")
+    from tensorflow import keras
+
     from harness.zoo.graph import op_dtype_class, runs_at_inference
     from harness.zoo.kernels import build_like
-    net = BUNDLED / "dc-w025-d2-r32-dynamic-int8.tflite"
-    build_like(tmp_path / "k", [net], log=lambda *_: None)
-    _, cands = load_manifest(tmp_path / "k")
+    from harness.zoo.synthetic import convert
+    L = keras.layers
+    # and a float32 network with the operators only the other families have: a 5x5 depthwise
+    # convolution (mbv2, mnv1) and a 3x3 max pool of stride 2 (squeezenet)
+    x = keras.Input((16, 16, 8), batch_size=1)
+    y = L.MaxPooling2D(3, 2)(L.DepthwiseConv2D(5, 1, "same")(x))
+    other = tmp_path / "other.tflite"
+    other.write_bytes(convert(keras.Model(x, y), "float32"))
+    for i, net in enumerate((BUNDLED / "dc-w025-d2-r32-dynamic-int8.tflite", other)):
+        build_like(tmp_path / f"k{i}", [net], log=lambda *_: None)
+        _, cands = load_manifest(tmp_path / f"k{i}")
 
-    def sig(op):
-        return op.op, op.inputs[0].shape, op.outputs[0].shape, op_dtype_class(op)
-    alone = []
-    for c in cands:
-        (op,) = read_graph(c.path).ops
-        alone.append(sig(op))
-    want = {sig(op) for op in read_graph(net).ops if runs_at_inference(op) and op.op != "RELU"}
-    assert len(alone) == len(set(alone)) == len(want) and set(alone) == want
+        def sig(op):
+            return op.op, op.kernel, op.stride, op.inputs[0].shape, op.outputs[0].shape, op_dtype_class(op)
+        alone = []
+        for c in cands:
+            (op,) = read_graph(c.path).ops
+            alone.append(sig(op))
+        want = {sig(op) for op in read_graph(net).ops if runs_at_inference(op) and op.op != "RELU"}
+        assert len(alone) == len(set(alone)) == len(want) and set(alone) == want, (net.name, alone, want)
 
 
 @pytest.mark.slow

@@ -78,14 +78,14 @@ def config_of_op(op) -> dict | None:
     k, s = (op.kernel or (1, 1))[0], (op.stride or (1, 1))[0]
     if op.op == "CONV_2D":
         return {"kind": "conv", **c, "cout": int(o[3]), "k": int(k), "stride": int(s)}
-    if op.op == "DEPTHWISE_CONV_2D" and k == 3 and o[3] == i[3]:
-        return {"kind": "dwconv", **c, "k": 3, "stride": int(s)}
+    if op.op == "DEPTHWISE_CONV_2D" and k in (3, 5) and o[3] == i[3]:
+        return {"kind": "dwconv", **c, "k": int(k), "stride": int(s)}
     if op.op in ("ADD", "CONCATENATION") and len(op.inputs) == 2 and op.inputs[1].shape == op.inputs[0].shape:
         return {"kind": "add" if op.op == "ADD" else "concat", **c}
     if op.op == "RELU":
         return {"kind": "relu", **c}
     pool = {("MEAN", None, None): "global", ("AVERAGE_POOL_2D", 3, 1): "avg3s1",
-            ("AVERAGE_POOL_2D", 2, 2): "avg2s2", ("MAX_POOL_2D", 2, 2): "max2s2"}
+            ("AVERAGE_POOL_2D", 2, 2): "avg2s2", ("MAX_POOL_2D", 2, 2): "max2s2", ("MAX_POOL_2D", 3, 2): "max3s2"}
     key = (op.op, None, None) if op.op == "MEAN" else (op.op, k, s)
     return {"kind": "pool", **c, "pool": pool[key]} if key in pool else None
 
@@ -96,7 +96,7 @@ def macs_of(c: dict) -> float:
         return o * o * c["cin"] * c["cout"] * c["k"] ** 2
     if c["kind"] == "dwconv":
         o = c["hw"] // c["stride"]
-        return o * o * c["cin"] * 9
+        return o * o * c["cin"] * c.get("k", 3) ** 2
     if c["kind"] == "fc":
         return c["cin"] * c["cout"]
     return 0.0
@@ -107,7 +107,7 @@ def config_id(c: dict) -> str:
     if k == "conv":
         return f"conv-h{c['hw']}-c{c['cin']}-o{c['cout']}-k{c['k']}-s{c['stride']}"
     if k == "dwconv":
-        return f"dwconv-h{c['hw']}-c{c['cin']}-k3-s{c['stride']}"
+        return f"dwconv-h{c['hw']}-c{c['cin']}-k{c.get('k', 3)}-s{c['stride']}"
     if k == "fc":
         return f"fc-i{c['cin']}-o{c['cout']}"
     if k == "pool":
@@ -136,10 +136,11 @@ def keras_model(c: dict, seed: int = 0):
             p = c["pool"]
             x = (L.GlobalAveragePooling2D()(inp[0]) if p == "global" else
                  L.AveragePooling2D(3, 1, "same")(inp[0]) if p == "avg3s1" else
-                 L.AveragePooling2D(2, 2)(inp[0]) if p == "avg2s2" else L.MaxPooling2D(2, 2)(inp[0]))
+                 L.AveragePooling2D(2, 2)(inp[0]) if p == "avg2s2" else
+                 L.MaxPooling2D(3, 2)(inp[0]) if p == "max3s2" else L.MaxPooling2D(2, 2)(inp[0]))
         else:
             x = (L.Conv2D(c["cout"], c["k"], c["stride"], "same", use_bias=False)(inp[0]) if k == "conv" else
-                 L.DepthwiseConv2D(3, c["stride"], "same", use_bias=False)(inp[0]))
+                 L.DepthwiseConv2D(c.get("k", 3), c["stride"], "same", use_bias=False)(inp[0]))
             x = L.BatchNormalization()(x)
             x = L.ReLU(6.0)(x)
     return randomize_batchnorm(keras.Model(inp, x), seed)   # folded into the conv by the converter
