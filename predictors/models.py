@@ -254,8 +254,8 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
     """A model whose every operator was measured alone: the sum of those measurements, less the
     per-invoke floor that each single-operator model paid once more than the network does (the
     floor: the cheapest operator measured alone in the same context). No parameter is fitted to
-    networks: on this project's VM that sum is within 10% for 0.85-0.98 of the networks XNNPACK
-    runs in one piece (``bench/alone_vs_network.py``). Any other model (an operator never
+    networks: on this project's VM that sum is within 10% for 0.77-0.98 of a family's networks
+    that XNNPACK runs in one piece (``bench/alone_vs_network.py``). Any other model (an operator never
     measured alone, a context never measured, or a network XNNPACK runs in several pieces, each
     boundary a cost no single operator shows) is predicted by ``fallback`` (default: the
     kernel level, :class:`BoostedKernelRegressor`), fitted on all the rows.
@@ -273,7 +273,7 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
         self.pieces_column = pieces_column
 
     def _keys(self, X):
-        """Per row: (context, the encoded operators other than ``other``), or None for none."""
+        """Per row: (context, its operators but those of kind ``other``, encoded as floats)."""
         from predictors import features as F
         need = [self.kernels_column, *self.context_columns, self.pieces_column]
         if not hasattr(X, "columns") or not set(need) <= set(X.columns):
@@ -294,7 +294,10 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
         return [self.kernels_column, *self.context_columns]
 
     def fit(self, X, y, sample_weight=None):
+        """``sample_weight`` is the fallback's: the table takes each operator's median."""
         from sklearn.base import clone
+
+        from predictors import features as F
         y = np.asarray(y, float)
         if np.any(y <= 0):
             raise ValueError("targets must be positive (latency or energy)")
@@ -303,7 +306,6 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
         for (c, ops), t in zip(keys, y):
             if len(ops) == 1:
                 table.setdefault(c + ops[0], []).append(t)
-        from predictors import features as F
         width = len(self.context_columns)
         self.keys_ = np.array(sorted(table), float).reshape(len(table), width + len(F.KERNEL_FIELDS) - 1)
         self.costs_ = np.array([np.median(table[k]) for k in sorted(table)], float)
