@@ -54,36 +54,40 @@ def main(argv=None) -> int:
         print("error: no kernels-family rows in the data: collect a zoo built with --family kernels --like",
               file=sys.stderr)
         return 2
-    by_sig: dict[tuple, list[float]] = {}
-    for ks, t in zip(df.loc[alone_rows, "kernels"], us[alone_rows]):
-        main_ops = [k for k in ks if k[0] != "other"]
-        if len(main_ops) == 1:
-            by_sig.setdefault(dataset.kernel_signature(main_ops[0]), []).append(t)
-    alone = {s: float(np.median(v)) for s, v in by_sig.items()}
-    floor = min(alone.values())
-    print(f"{len(alone)} operators measured alone; floor (the cheapest alone): {floor:.2f} us")
+    ctx_cols = ["threads", "background_load"]
+    alone = dataset.alone_costs(df.loc[alone_rows, "kernels"], df.loc[alone_rows, ctx_cols].to_numpy(float),
+                                us[alone_rows])
+    floors: dict[tuple, float] = {}   # per context, the cheapest operator alone
+    for (c, _), v in alone.items():
+        floors[c] = min(v, floors.get(c, v))
+    print(f"{len(alone)} operators measured alone; floor (the cheapest alone): "
+          + ", ".join(f"{f:.2f} us" + (f" at threads, load {c}" if len(floors) > 1 else "") for c, f in floors.items()))
     kinds = [k for k in F.KIND_LIST if k != "other"]
     nets = df[~alone_rows].assign(us=us[~alone_rows])
     for fam, d in nets.groupby("zoo_family"):
         rows, ys, counted = [], [], 0
-        for (_, ks), y in zip(d.groupby("candidate_sha256")["kernels"].first().items(),
-                              d.groupby("candidate_sha256")["us"].median()):
+        g = d.groupby(["candidate_sha256", *ctx_cols])
+        for ((_, *c), ks), y in zip(g["kernels"].first().items(), g["us"].median()):
+            c = tuple(float(v) for v in c)
             ops = [k for k in ks if k[0] != "other"]
-            if not ops or any(dataset.kernel_signature(k) not in alone for k in ops):
+            if not ops or any((c, dataset.kernel_signature(k)) not in alone for k in ops):
                 continue
             counted += 1
+            floor = floors[c]
             per = dict.fromkeys(kinds, 0.0)
             for k in ops:
-                per[F.cost_kind(dict(zip(F.KERNEL_FIELDS, k)))] += alone[dataset.kernel_signature(k)] - floor
-            rows.append([per[k] for k in kinds] + [len(ops)])
+                per[F.cost_kind(dict(zip(F.KERNEL_FIELDS, k)))] += alone[c, dataset.kernel_signature(k)] - floor
+            rows.append([per[k] for k in kinds] + [len(ops), floor])
             ys.append(y)
-        n_nets = d["candidate_sha256"].nunique()
+        n_nets = g.ngroups   # networks, each context apart
         if not rows:
             print(f"{fam}: none of its {n_nets} networks has every operator measured alone")
             continue
         A, y = np.array(rows), np.array(ys)
-        total = A[:, :-1].sum(axis=1) + A[:, -1] * floor
-        once = A[:, :-1].sum(axis=1) + floor
+        n_ops, floor = A[:, -2], A[:, -1]
+        A = A[:, :-2]
+        total = A.sum(axis=1) + n_ops * floor
+        once = A.sum(axis=1) + floor
         for name, s in (("net/sum", y / total), ("floor once", y / once)):
             print(f"{fam} ({counted} of {n_nets} networks) {name}: median {np.median(s):.3f}, SD {np.std(s):.3f}, "
                   f"range {s.min():.3f}-{s.max():.3f}, within 10% of 1: {np.mean(np.abs(s - 1) <= 0.1):.2f}")

@@ -129,6 +129,17 @@ def kernel_signature(k: tuple) -> tuple:
     return tuple(k[i] for i in _SIGNATURE)
 
 
+def alone_costs(kernels, contexts, y) -> dict[tuple, float]:
+    """What each operator costs measured alone: {(context, :func:`kernel_signature`): median of
+    ``y``} over the rows that are one operator (one kernel not of kind ``other``)."""
+    table: dict[tuple, list[float]] = {}
+    for ks, c, t in zip(kernels, contexts, y):
+        ops = [k for k in ks if k[0] != "other"]
+        if len(ops) == 1:
+            table.setdefault((tuple(c), kernel_signature(ops[0])), []).append(float(t))
+    return {k: float(np.median(v)) for k, v in table.items()}
+
+
 def measured_alone(df: pd.DataFrame) -> dict[str, tuple[int, int]]:
     """Per network family: (how many of its distinct operators (:func:`kernel_signature`) are
     the operator of a row of the kernels family, how many it has).

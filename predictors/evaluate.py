@@ -190,6 +190,7 @@ def main(argv=None) -> int:
                     "measured": dataset.measured_kernel_columns(df)}
             wanted = {"both": ("model", "kernel"), "all": tuple(cols)}.get(args.model, (args.model,))
             full = df
+            alone = None   # the same for every level that reads kernels: computed and printed once
             for name, est in estimators(args.kernel_trees).items():
                 if name not in wanted:
                     continue
@@ -213,9 +214,10 @@ def main(argv=None) -> int:
                 if args.holdout_family:
                     X = df[cols[name]]
                     if name != "model" and (df["zoo_family"] == dataset.KERNEL_FAMILY).any():
-                        alone = dataset.measured_alone(df)
-                        print("  distinct operators of each family measured alone (kernels family): "
-                              + ", ".join(f"{fam} {a} of {n}" for fam, (a, n) in alone.items()))
+                        if alone is None:
+                            alone = dataset.measured_alone(df)
+                            print("  distinct operators of each family measured alone (kernels family): "
+                                  + ", ".join(f"{fam} {a} of {n}" for fam, (a, n) in alone.items()))
                         report[name]["measured_alone"] = alone
                     for k in sorted({0, args.shots}):
                         scores = leave_family_out(est, X, df[args.target], df["zoo_family"], w is not None,

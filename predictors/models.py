@@ -272,23 +272,23 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
         self.kernels_column = kernels_column
         self.pieces_column = pieces_column
 
-    def _keys(self, X):
-        """Per row: (context, its operators but those of kind ``other``, encoded as floats)."""
-        from predictors import features as F
+    def _context(self, X) -> np.ndarray:
         need = [self.kernels_column, *self.context_columns, self.pieces_column]
         if not hasattr(X, "columns") or not set(need) <= set(X.columns):
             raise ValueError(f"X must be a DataFrame with the columns {', '.join(need)}")
-        kinds = {k: i for i, k in enumerate(F.KIND_LIST)}
-        dts = {d: i for i, d in enumerate(F.DTYPE_CLASSES)}
-        at = {f: i for i, f in enumerate(F.KERNEL_FIELDS)}
-        num = [at[f] for f in F.KERNEL_FIELDS if f not in ("kind", "dtype", "bytes")]
-        ctx = X[list(self.context_columns)].to_numpy(float)
-        out = []
-        for c, ks in zip(ctx, X[self.kernels_column]):
-            ops = [(float(kinds.get(k[at["kind"]], kinds["other"])), float(dts[k[at["dtype"]]]),
-                    *(float(k[i]) for i in num)) for k in ks if k[at["kind"]] != "other"]
-            out.append((tuple(c), ops))
-        return out
+        return X[list(self.context_columns)].to_numpy(float)
+
+    @staticmethod
+    def _encode(sig: tuple) -> tuple:
+        """A :func:`predictors.dataset.kernel_signature` as floats (kind and dtype by their index)."""
+        from predictors import features as F
+        return (float(F.KIND_LIST.index(sig[0])), float(F.DTYPE_CLASSES.index(sig[1])), *map(float, sig[2:]))
+
+    def _keys(self, X):
+        """Per row: (context, its operators but those of kind ``other``, encoded as floats)."""
+        from predictors.dataset import kernel_signature
+        return [(tuple(c), [self._encode(kernel_signature(k)) for k in ks if k[0] != "other"])
+                for c, ks in zip(self._context(X), X[self.kernels_column])]
 
     def _fallback_columns(self):
         return [self.kernels_column, *self.context_columns]
@@ -301,14 +301,12 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
         y = np.asarray(y, float)
         if np.any(y <= 0):
             raise ValueError("targets must be positive (latency or energy)")
-        keys = self._keys(X)
-        table: dict[tuple, list[float]] = {}
-        for (c, ops), t in zip(keys, y):
-            if len(ops) == 1:
-                table.setdefault(c + ops[0], []).append(t)
+        from predictors.dataset import alone_costs
+        table = sorted((c + self._encode(sig), v)
+                       for (c, sig), v in alone_costs(X[self.kernels_column], self._context(X), y).items())
         width = len(self.context_columns)
-        self.keys_ = np.array(sorted(table), float).reshape(len(table), width + len(F.KERNEL_FIELDS) - 1)
-        self.costs_ = np.array([np.median(table[k]) for k in sorted(table)], float)
+        self.keys_ = np.array([k for k, _ in table], float).reshape(len(table), width + len(F.KERNEL_FIELDS) - 1)
+        self.costs_ = np.array([v for _, v in table], float)
         self.floor_contexts_ = np.unique(self.keys_[:, :width], axis=0) if len(table) else np.zeros((0, width))
         self.floors_ = np.array([self.costs_[(self.keys_[:, :width] == c).all(axis=1)].min()
                                  for c in self.floor_contexts_], float)
