@@ -418,6 +418,60 @@ def test_kernels_built_like_a_network_are_its_operators_alone(tmp_path):
 
 
 @pytest.mark.slow
+def test_kernels_built_like_a_network_with_pairs_are_its_consecutive_operators_together(tmp_path):
+    """--pairs: besides each operator alone, every two operators that run one after the other,
+    in that order, at their shapes and dtype classes, the second on the first's output where it is
+    so in the network, and on either side of a boundary between XNNPACK and TFLite's kernels as
+    the network has it (a dynamic-range depthwise convolution that XNNPACK leaves out)."""
+    pytest.importorskip("tensorflow", reason="building needs the zoo extra (.ci/run installs it)")
+    from tensorflow import keras
+
+    from harness.zoo.graph import op_dtype_class, runs_at_inference, xnnpack_delegates
+    from harness.zoo.kernels import build_like
+    from harness.zoo.synthetic import convert
+    L = keras.layers
+    x = keras.Input((8, 8, 32), batch_size=1)
+    y = L.Conv2D(32, 1)(L.DepthwiseConv2D(3, 1, "same")(L.Conv2D(128, 1)(x)))   # >= 1024 weights each: int8
+    net = tmp_path / "net.tflite"
+    net.write_bytes(convert(keras.Model(x, L.Add()([x, y])), "dynamic-int8"))
+    ops = [op for op in read_graph(net).ops if runs_at_inference(op)]
+    assert [xnnpack_delegates(op) for op in ops] == [True, False, True, True]    # two XNNPACK pieces
+
+    def sig(op):
+        return op.op, op.kernel, op.stride, op.inputs[0].shape, op.outputs[0].shape, op_dtype_class(op)
+    build_like(tmp_path / "k", [net], log=lambda *_: None, pairs=True)
+    _, cands = load_manifest(tmp_path / "k")
+    singles, pairs = [], []
+    for c in cands:
+        g = [op for op in read_graph(c.path).ops if runs_at_inference(op)]
+        if len(g) == 1:
+            singles.append(sig(g[0]))
+        else:
+            pairs.append((tuple(map(sig, g)), g[0].outputs[0].name in {t.name for t in g[1].inputs},
+                          tuple(map(xnnpack_delegates, g))))
+    assert sorted(singles) == sorted(map(sig, ops))
+    want = [((sig(a), sig(b)), True, (xnnpack_delegates(a), xnnpack_delegates(b))) for a, b in zip(ops, ops[1:])]
+    assert sorted(pairs) == sorted(want)
+
+
+@pytest.mark.slow
+def test_int8_conversion_calibrates_each_input_of_a_model_by_name(tmp_path):
+    """A pair whose second operator adds a new input to the first's output: the .tflite lists
+    that input first, and int8 calibration fed the inputs in Keras's order (a 48-channel sample
+    into an 8-channel input) failed; each sample now goes to its input by name."""
+    pytest.importorskip("tensorflow", reason="building needs the zoo extra (.ci/run installs it)")
+    from harness.zoo.kernels import keras_model
+    from harness.zoo.synthetic import convert
+    pair = {"kind": "pair", "chain": True, "a": {"kind": "conv", "hw": 8, "cin": 48, "cout": 8, "k": 1, "stride": 1},
+            "b": {"kind": "add", "hw": 8, "cin": 8}}
+    (tmp_path / "pair.tflite").write_bytes(convert(keras_model(pair), "int8"))
+    g = read_graph(tmp_path / "pair.tflite")
+    assert sorted(t.shape[-1] for t in g.inputs) == [8, 48] and g.inputs[0].shape[-1] == 8
+    assert [op.op for op in g.ops if op.op in ("CONV_2D", "ADD")] == ["CONV_2D", "ADD"]
+    assert {op.inputs[0].dtype for op in g.ops if op.op in ("CONV_2D", "ADD")} == {"int8"}
+
+
+@pytest.mark.slow
 def test_a_kernel_rebuilt_alone_has_the_network_operators_shapes(tmp_path):
     """bench/kernel_additivity.py measures a network's operators alone: each rebuilt kernel is one
     operator of the same type, shapes and dtype, read back from the .tflite it converts to."""

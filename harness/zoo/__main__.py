@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--like", type=Path, action="append", default=[],
                    help="kernels: instead of sampled configurations, each distinct operator of these networks "
                    "(.tflite files or zoo dirs; repeatable), alone, at its shapes and dtype")
+    b.add_argument("--pairs", action="store_true",
+                   help="with --like: also every two operators that run one after the other in a network, "
+                   "together (what one costs after the other, and across XNNPACK's piece boundaries)")
     i = sub.add_parser("import", help="make a family from a directory of .tflite files")
     i.add_argument("dir", type=Path)
     i.add_argument("--accuracy", type=Path, help="CSV with file,accuracy columns")
@@ -42,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise HarnessError("--like builds the kernels family (--family kernels)")
             if args.like and (args.sample or args.limit):
                 raise HarnessError("--like builds every distinct operator of the networks named: no --sample or --limit")
+            if args.pairs and not args.like:
+                raise HarnessError("--pairs builds the operators of the networks named by --like, two at a time")
             like = like_models(args.like)   # named files checked before TensorFlow loads
             try:
                 import tensorflow  # noqa: F401
@@ -52,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                 m = build(args.out, args.limit, args.seed)
             elif like:
                 from harness.zoo.kernels import build_like
-                m = build_like(args.out, like, args.seed)
+                m = build_like(args.out, like, args.seed, pairs=args.pairs)
             elif args.family in ("kernels", "mbv2", "resnet", "mnv1", "squeezenet"):
                 from importlib import import_module
 

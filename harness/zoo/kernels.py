@@ -91,6 +91,8 @@ def config_of_op(op) -> dict | None:
 
 
 def macs_of(c: dict) -> float:
+    if c["kind"] == "pair":
+        return macs_of(c["a"]) + macs_of(c["b"])
     if c["kind"] == "conv":
         o = c["hw"] // c["stride"]
         return o * o * c["cin"] * c["cout"] * c["k"] ** 2
@@ -104,6 +106,8 @@ def macs_of(c: dict) -> float:
 
 def config_id(c: dict) -> str:
     k = c["kind"]
+    if k == "pair":   # "then" when the second runs on the first's output, "and" when on its own input
+        return f"{config_id(c['a'])}-{'then' if c['chain'] else 'and'}-{config_id(c['b'])}"
     if k == "conv":
         return f"conv-h{c['hw']}-c{c['cin']}-o{c['cout']}-k{c['k']}-s{c['stride']}"
     if k == "dwconv":
@@ -115,35 +119,58 @@ def config_id(c: dict) -> str:
     return f"{k}-h{c['hw']}-c{c['cin']}"
 
 
-def keras_model(c: dict, seed: int = 0):
-    import tensorflow as tf
-    from tensorflow import keras
+def _apply(c: dict, keras, name: str = "x"):
+    """The inputs and output of one kernel of configuration ``c`` (Keras functional layers)."""
     L = keras.layers
-    tf.keras.utils.set_random_seed(seed)
     k = c["kind"]
     if k == "fc":
-        inp = [keras.Input((c["cin"],), batch_size=1, name="x")]
-        x = L.Dense(c["cout"])(inp[0])
-    else:
-        shape = (c["hw"], c["hw"], c["cin"])
-        inp = [keras.Input(shape, batch_size=1, name="x")]
-        if k in ("add", "concat"):
-            inp.append(keras.Input(shape, batch_size=1, name="y"))
-            x = L.Add()(inp) if k == "add" else L.Concatenate()(inp)
-        elif k == "relu":   # not sampled; for measuring a network's standalone ReLUs alone
-            x = L.ReLU()(inp[0])
-        elif k == "pool":
-            p = c["pool"]
-            x = (L.GlobalAveragePooling2D()(inp[0]) if p == "global" else
-                 L.AveragePooling2D(3, 1, "same")(inp[0]) if p == "avg3s1" else
-                 L.AveragePooling2D(2, 2)(inp[0]) if p == "avg2s2" else
-                 L.MaxPooling2D(3, 2)(inp[0]) if p == "max3s2" else L.MaxPooling2D(2, 2)(inp[0]))
-        else:
-            x = (L.Conv2D(c["cout"], c["k"], c["stride"], "same", use_bias=False)(inp[0]) if k == "conv" else
-                 L.DepthwiseConv2D(c.get("k", 3), c["stride"], "same", use_bias=False)(inp[0]))
-            x = L.BatchNormalization()(x)
-            x = L.ReLU(6.0)(x)
-    return randomize_batchnorm(keras.Model(inp, x), seed)   # folded into the conv by the converter
+        inp = [keras.Input((c["cin"],), batch_size=1, name=name)]
+        return inp, L.Dense(c["cout"])(inp[0])
+    shape = (c["hw"], c["hw"], c["cin"])
+    inp = [keras.Input(shape, batch_size=1, name=name)]
+    if k in ("add", "concat"):
+        inp.append(keras.Input(shape, batch_size=1, name=name + "2"))
+    return inp, _layer(c, L, inp)
+
+
+def _layer(c: dict, L, inp: list):
+    """Configuration ``c``'s kernel applied to ``inp`` (one tensor, two for add and concat)."""
+    k = c["kind"]
+    if k == "fc":
+        return L.Dense(c["cout"])(inp[0])
+    if k in ("add", "concat"):
+        return L.Add()(inp) if k == "add" else L.Concatenate()(inp)
+    if k == "relu":   # not sampled; for measuring a network's standalone ReLUs alone
+        return L.ReLU()(inp[0])
+    if k == "pool":
+        p = c["pool"]
+        return (L.GlobalAveragePooling2D()(inp[0]) if p == "global" else
+                L.AveragePooling2D(3, 1, "same")(inp[0]) if p == "avg3s1" else
+                L.AveragePooling2D(2, 2)(inp[0]) if p == "avg2s2" else
+                L.MaxPooling2D(3, 2)(inp[0]) if p == "max3s2" else L.MaxPooling2D(2, 2)(inp[0]))
+    x = (L.Conv2D(c["cout"], c["k"], c["stride"], "same", use_bias=False)(inp[0]) if k == "conv" else
+         L.DepthwiseConv2D(c.get("k", 3), c["stride"], "same", use_bias=False)(inp[0]))
+    x = L.BatchNormalization()(x)
+    return L.ReLU(6.0)(x)
+
+
+def keras_model(c: dict, seed: int = 0):
+    """One kernel alone; or, for a ``pair`` configuration, two run one after the other: the
+    second on the first's output (``chain``), or each on its own input."""
+    import tensorflow as tf
+    from tensorflow import keras
+    tf.keras.utils.set_random_seed(seed)
+    if c["kind"] != "pair":
+        inp, x = _apply(c, keras)
+        return randomize_batchnorm(keras.Model(inp, x), seed)   # folded into the conv by the converter
+    inp, a = _apply(c["a"], keras, "x")
+    if c["chain"]:
+        rest = [keras.Input(a.shape[1:], batch_size=1, name="y2")] if c["b"]["kind"] in ("add", "concat") else []
+        inp += rest
+        out = _layer(c["b"], keras.layers, [a, *rest])
+        return randomize_batchnorm(keras.Model(inp, out), seed)
+    inp_b, b = _apply(c["b"], keras, "y")
+    return randomize_batchnorm(keras.Model(inp + inp_b, [a, b]), seed)
 
 
 # the conversion that gives a rebuilt kernel the dtype class (harness.zoo.graph.op_dtype_class)
@@ -151,18 +178,42 @@ def keras_model(c: dict, seed: int = 0):
 QUANTIZATION_OF = {"float32": "float32", "int8": "int8", "hybrid": "dynamic-int8"}
 
 
-def configs_like(models) -> list[tuple[dict, str]]:
+def _class_of(classes) -> str:
+    """The dtype class a model computing in these classes is converted in: a network's float
+    operators stay float in its dynamic-range and float16 conversions."""
+    return next((c for c in ("hybrid", "int8") if c in classes), "float32")
+
+
+def configs_like(models, pairs: bool = False) -> list[tuple[dict, str]]:
     """The distinct (configuration, quantization) pairs that rebuild, alone, the operators the
     given .tflite networks run at inference, at their shapes and dtype class: nn-Meter's kernel
     sampling taken to its end, where the configurations are those of the candidates to predict.
     Standalone ReLUs (XNNPACK fuses them into the operator before) and operators this family has
-    no builder for are left out; each pair once, in the order first met."""
+    no builder for are left out; each pair once, in the order first met.
+
+    With ``pairs``, also every two operators that run one after the other in a network (the same
+    left out), as a ``pair`` configuration: what the second costs after the first, where an
+    operator alone pays the whole per-invoke cost and a boundary between the pieces XNNPACK runs
+    and TFLite's own kernels is in none of them."""
     out = {}
     for m in models:
-        for op in read_graph(m).ops:
+        g = read_graph(m)
+        prev, alias = None, {}
+        for op in g.ops:
             c = config_of_op(op) if runs_at_inference(op) else None
-            if c is not None and c["kind"] != "relu":
-                out.setdefault((config_id(c), QUANTIZATION_OF[op_dtype_class(op)]), c)
+            if c is not None and c["kind"] == "relu":
+                alias[op.outputs[0].name] = alias.get(op.inputs[0].name, op.inputs[0].name)
+                continue
+            if c is None:
+                continue
+            cls = op_dtype_class(op)
+            out.setdefault((config_id(c), QUANTIZATION_OF[cls]), c)
+            if pairs and prev is not None:
+                pop, pc, pcls = prev
+                fed = pop.outputs[0].name in {alias.get(t.name, t.name) for t in op.inputs}
+                p = {"kind": "pair", "a": pc, "b": c, "chain": fed}
+                out.setdefault((config_id(p), QUANTIZATION_OF[_class_of((pcls, cls))]), p)
+            prev = (op, c, cls)
     return [(c, q) for (_, q), c in out.items()]
 
 
@@ -173,15 +224,17 @@ def build(out: Path, n: int = 80, seed: int = 0, quantizations=QUANTIZATIONS, lo
                         skip=lambda c, q: q == "dynamic-int8" and c["kind"] in WEIGHTLESS, log=log)
 
 
-def build_like(out: Path, models, seed: int = 0, log=print) -> dict:
-    """The family at the operators of ``models`` (:func:`configs_like`) instead of sampled ones."""
+def build_like(out: Path, models, seed: int = 0, log=print, pairs: bool = False) -> dict:
+    """The family at the operators of ``models`` (:func:`configs_like`) instead of sampled ones;
+    with ``pairs``, also at every two of them that run one after the other."""
     models = list(models)
-    pairs = configs_like(models)
-    if not pairs:
+    todo = configs_like(models, pairs)
+    if not todo:
         raise HarnessError(f"no operator of the {len(models)} given model(s) can be rebuilt alone")
-    configs = list({config_id(c): c for c, _ in pairs}.values())
-    wanted = {(config_id(c), q) for c, q in pairs}
+    configs = list({config_id(c): c for c, _ in todo}.values())
+    wanted = {(config_id(c), q) for c, q in todo}
     quants = [q for q in QUANTIZATIONS if any(q == w for _, w in wanted)]
-    return build_family(out, FAMILY, f"single-kernel models at the operators of {len(models)} networks "
+    what = "single-kernel models and consecutive pairs" if pairs else "single-kernel models"
+    return build_family(out, FAMILY, f"{what} at the operators of {len(models)} networks "
                         "(nn-Meter style), random weights", configs, config_id, keras_model, "k", seed, quants,
                         skip=lambda c, q: (config_id(c), q) not in wanted, log=log)

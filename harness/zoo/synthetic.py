@@ -77,9 +77,13 @@ def convert(model, quant: str, seed: int = 0) -> bytes:
     elif quant == "int8":
         rng = np.random.default_rng(seed)
         shapes = [tuple(t.shape) for t in model.inputs]
+        names = [t.name for t in model.inputs]
+
+        def sample():   # by input name when there are several: the .tflite may order them otherwise
+            xs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+            return xs if len(xs) == 1 else dict(zip(names, xs))
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([rng.standard_normal(s).astype(np.float32) for s in shapes]
-                                               for _ in range(16))
+        conv.representative_dataset = lambda: (sample() for _ in range(16))
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
