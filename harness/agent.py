@@ -665,10 +665,18 @@ def _paired_reference(rt, interp, spec, threads, n_runs, clock, model_median_ms=
     which goes first. A machine whose speed drifts (a shared VM, DVFS, a busy neighbour) moves
     both alike, so their ratio repeats far better than either alone. A spec with a ``small``
     reference uses that one when the model's median in the timed loop is below its ``below_ms``
-    (a tiny model moves with a tiny reference); the result names the one used and why."""
+    (a tiny model moves with a tiny reference); the result names the one used and why.
+
+    A spec with ``blocks`` ({"skip": k, "timed": m}) alternates blocks instead of single
+    invokes: each model is invoked k times untimed for the timed record (kept apart as
+    ``*_switch_ms``), then m times timed, the two models taking turns to go first. Right after
+    a large model the reference runs up to 1.6x slower for an invoke or two (its caches, the
+    core's clock), so single alternation biases the ratio of a large candidate low (a 2.5-ms
+    NAS-Bench-201 network by 30% on this project's VM); pair ``i`` is then the ``i``-th timed
+    invoke of each, from the same pair of blocks."""
     if not spec:
         return None
-    small, picked = spec.get("small"), None
+    small, picked, blocks = spec.get("small"), None, spec.get("blocks")
     if small and model_median_ms is not None:
         below = model_median_ms < float(small["below_ms"])
         picked = "model median %.4g ms %s %g ms" % (model_median_ms, "<" if below else ">=", float(small["below_ms"]))
@@ -682,19 +690,35 @@ def _paired_reference(rt, interp, spec, threads, n_runs, clock, model_median_ms=
     _inputs(ref, 0)
     for _ in range(int(spec.get("warmup", 10))):
         ref.invoke()
-    model_ms, ref_ms = [], []
-    for i in range(int(spec.get("n", n_runs))):
-        order = (interp, ref) if i % 2 == 0 else (ref, interp)
-        t0 = clock()
-        order[0].invoke()
-        t1 = clock()
-        order[1].invoke()
-        t2 = clock()
-        a, b = (t1 - t0) * 1e3, (t2 - t1) * 1e3
-        model_ms.append(a if i % 2 == 0 else b)
-        ref_ms.append(b if i % 2 == 0 else a)
+    n = int(spec.get("n", n_runs))
+    model_ms, ref_ms, switch = [], [], None
+    if blocks:
+        skip, per = max(0, int(blocks.get("skip", 2))), max(1, int(blocks.get("timed", 4)))
+        switch = {"model": [], "reference": []}
+        for i in range(-(-n // per)):
+            timed = min(per, n - i * per)
+            sides = [(interp, model_ms, switch["model"]), (ref, ref_ms, switch["reference"])]
+            for it, kept, untimed in (sides if i % 2 == 0 else sides[::-1]):
+                for j in range(skip + timed):
+                    t0 = clock()
+                    it.invoke()
+                    (untimed if j < skip else kept).append((clock() - t0) * 1e3)
+    else:
+        for i in range(n):
+            order = (interp, ref) if i % 2 == 0 else (ref, interp)
+            t0 = clock()
+            order[0].invoke()
+            t1 = clock()
+            order[1].invoke()
+            t2 = clock()
+            a, b = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+            model_ms.append(a if i % 2 == 0 else b)
+            ref_ms.append(b if i % 2 == 0 else a)
     del ref
     out = {"id": spec.get("id"), "sha256": spec.get("sha256"), "model_ms": model_ms, "reference_ms": ref_ms}
+    if switch is not None:
+        out.update(blocks={"skip": skip, "timed": per}, model_switch_ms=switch["model"],
+                   reference_switch_ms=switch["reference"])
     return {**out, "picked_by": picked} if picked else out
 
 

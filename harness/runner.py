@@ -54,12 +54,13 @@ def reference_for(spec: dict | None, path: str, sha256: str) -> dict | None:
     per class the one of the candidate's :func:`harness.zoo.graph.reference_class` (a campaign
     begun before ``hybrid-split`` existed pairs those with its ``hybrid`` reference, as it did),
     carrying the spec's ``small`` one, which the agent takes instead for a candidate faster than
-    its ``below_ms`` (a campaign begun before that has none)."""
+    its ``below_ms`` (a campaign begun before that has none), and the spec's ``blocks`` (how the
+    pairs alternate; none: single invokes, as campaigns begun before did)."""
     if spec and "by_dtype" in spec:
         cls = _reference_class(path, sha256)
         by = spec["by_dtype"]
         ref = by[cls] if cls in by else by[cls.split("-")[0]]
-        return {**ref, "small": spec["small"]} if spec.get("small") else ref
+        return {**ref, **{k: spec[k] for k in ("small", "blocks") if spec.get(k)}}
     return spec
 
 
@@ -148,6 +149,8 @@ class Session:
             req["reference"] = on_target(ref)
             if ref.get("small"):
                 req["reference"]["small"] = {**on_target(ref["small"]), "below_ms": ref["small"]["below_ms"]}
+            if ref.get("blocks"):
+                req["reference"]["blocks"] = dict(ref["blocks"])
         if t.cooldown_c and self.baseline_c:
             req["cooldown"] = {"baseline": self.baseline_c, "above_c": t.cooldown_c, "timeout_s": 300}
         return req

@@ -60,6 +60,29 @@ def test_hello_and_measure(python):
         p.close()
 
 
+def test_paired_reference_alternates_blocks_and_keeps_the_untimed_invokes(python):
+    """With ``blocks``, the pairs phase alternates blocks of k untimed then m timed invokes of
+    each model (the last block shorter, so n timed of each); the untimed ones are returned apart.
+    The model as its own reference: ratio 1. Without ``blocks``: single invokes, as before."""
+    model = _model()
+    p = LocalTransport().start([python, AGENT])
+    try:
+        ref = {"model": model, "id": "self", "sha256": "x", "blocks": {"skip": 2, "timed": 4}}
+        r = _talk(p, {"cmd": "measure", "model": model, "threads": 1, "n_runs": 10, "id": 1, "reference": ref})
+        assert r["ok"], r
+        pr = r["reference"]
+        assert pr["blocks"] == {"skip": 2, "timed": 4}
+        assert len(pr["model_ms"]) == len(pr["reference_ms"]) == 10
+        assert len(pr["model_switch_ms"]) == len(pr["reference_switch_ms"]) == 2 * 3   # blocks of 4, 4, 2
+        ratios = sorted(a / b for a, b in zip(pr["model_ms"], pr["reference_ms"]))
+        assert 0.7 <= ratios[len(ratios) // 2] <= 1.4
+        del ref["blocks"]
+        r = _talk(p, {"cmd": "measure", "model": model, "threads": 1, "n_runs": 6, "id": 2, "reference": ref})
+        assert len(r["reference"]["model_ms"]) == 6 and "model_switch_ms" not in r["reference"]
+    finally:
+        p.close()
+
+
 def test_protocol_stays_clean_and_errors_are_answers(tmp_path):
     bad = tmp_path / "bad model.tflite"
     bad.write_bytes(b"\x00" * 4 + b"TFL3" + os.urandom(300))

@@ -157,6 +157,12 @@ def test_relative_latency_to_a_reference_measured_in_pairs(tmp_path, capsys):
     db = sqlite3.connect(run / "campaign.sqlite")
     n = dict(db.execute("SELECT phase, count(*) FROM samples GROUP BY phase").fetchall())
     assert n["paired"] == n["reference"] == 80 and n["timed"] == 80     # the timed samples stay apart
+    # in blocks (collect.PAIRED_BLOCKS); the untimed invokes of each block are kept with the result
+    for (res,) in db.execute("SELECT result FROM jobs"):
+        pr = json.loads(res)["reference"]
+        assert pr["blocks"] == collect.PAIRED_BLOCKS
+        blocks = -(-40 // collect.PAIRED_BLOCKS["timed"])
+        assert len(pr["model_switch_ms"]) == len(pr["reference_switch_ms"]) == blocks * collect.PAIRED_BLOCKS["skip"]
     # The default reference is a bundled model; 'none' skips the phase; a wrong one is one line.
     assert main(["--zoo", str(zoo), "--out", str(tmp_path / "r2"), "--runs", "5", "--threads", "1",
                  "--background-load", "0", "--no-report", "-q", "--reference", "none"]) == 0
@@ -219,5 +225,8 @@ def test_campaign_begun_before_hybrid_split_keeps_its_hybrid_reference(tmp_path)
     (c,) = load_manifest(make_zoo(tmp_path / "zoo", ["dc-w075-d0-r64-dynamic-int8"]))[1]
     old = {"by_dtype": {"float32": {"id": "f"}, "int8": {"id": "i"}, "hybrid": {"id": "h"}}}
     assert reference_for(old, str(c.path), c.sha256) == {"id": "h"}
+    # nor blocks: its pairs alternate single invokes, as they did; a new plan's blocks reach the job
+    assert reference_for({**old, "blocks": {"skip": 2, "timed": 4}}, str(c.path), c.sha256) == {
+        "id": "h", "blocks": {"skip": 2, "timed": 4}}
     assert reference_for({**old, "by_dtype": {**old["by_dtype"], "hybrid-split": {"id": "s"}}},
                          str(c.path), c.sha256) == {"id": "s"}
