@@ -99,8 +99,8 @@ def main(argv=None) -> int:
         q = {k: np.median([r[p][k][0] / r[p]["apart"][0] for r in rounds]) for k in ("single", "blocks")}
         print(f"{p.stem[:52]:52s} {np.median([r[p]['ms'] for r in rounds]):8.3f}  "
               f"{v['apart']:.3f} / {v['single']:.3f} / {v['blocks']:.3f}   {q['single']:.3f} / {q['blocks']:.3f}")
-    print(f"\n{'candidate median ms':22s} {'n':>4s}  ratio/apart single  blocks   within 10% across rounds: "
-          "single  blocks  apart")
+    print(f"\n{'candidate median ms':20s} {'n':>4s}   ratio over apart: single  blocks   "
+          "within 10% across rounds: single  blocks  apart")
     for lo, hi in SIZES:
         sel = [p for p in args.models if lo <= np.median([r[p]["ms"] for r in rounds]) < hi]
         if not sel:
@@ -108,8 +108,8 @@ def main(argv=None) -> int:
         q = {k: np.median([r[p][k][0] / r[p]["apart"][0] for r in rounds for p in sel]) for k in ("single", "blocks")}
         agree = {k: np.mean([abs(b[p][k][0] / a[p][k][0] - 1) <= 0.10 for a, b in itertools.combinations(rounds, 2)
                              for p in sel]) if len(rounds) > 1 else float("nan") for k in ("single", "blocks", "apart")}
-        print(f"{lo:g}-{hi:g} ms{'':14s} {len(sel):4d}  {q['single']:17.3f} {q['blocks']:7.3f}   "
-              f"{agree['single']:31.2f} {agree['blocks']:7.2f} {agree['apart']:6.2f}")
+        print(f"{f'{lo:g}-{hi:g} ms':20s} {len(sel):4d}   {q['single']:24.3f} {q['blocks']:7.3f}   "
+              f"{agree['single']:32.2f} {agree['blocks']:7.2f} {agree['apart']:6.2f}")
     return 0
 
 
