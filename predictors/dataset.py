@@ -129,14 +129,16 @@ def kernel_signature(k: tuple) -> tuple:
     return tuple(k[i] for i in _SIGNATURE)
 
 
-def alone_costs(kernels, contexts, y) -> dict[tuple, float]:
+def alone_costs(kernels, contexts, y, n_ops: int = 1) -> dict[tuple, float]:
     """What each operator costs measured alone: {(context, :func:`kernel_signature`): median of
-    ``y``} over the rows that are one operator (one kernel not of kind ``other``)."""
+    ``y``} over the rows that are one operator (one kernel not of kind ``other``). With
+    ``n_ops=2``, what two operators cost run one after the other (``harness.zoo build --family
+    kernels --like ZOO --pairs``): {(context, first's signature, second's): median}."""
     table: dict[tuple, list[float]] = {}
     for ks, c, t in zip(kernels, contexts, y):
         ops = [k for k in ks if k[0] != "other"]
-        if len(ops) == 1:
-            table.setdefault((tuple(c), kernel_signature(ops[0])), []).append(float(t))
+        if len(ops) == n_ops:
+            table.setdefault((tuple(c), *map(kernel_signature, ops)), []).append(float(t))
     return {k: float(np.median(v)) for k, v in table.items()}
 
 
@@ -153,6 +155,27 @@ def measured_alone(df: pd.DataFrame) -> dict[str, tuple[int, int]]:
     for fam, d in df[df["zoo_family"] != KERNEL_FAMILY].groupby("zoo_family"):
         ops = distinct(d["kernels"])
         out[str(fam)] = (len(ops & alone), len(ops))
+    return out
+
+
+def measured_pairs(df: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Per network family: (how many of the distinct pairs of operators its networks run one
+    after the other (kind ``other`` skipped, as :func:`measured_alone`) are a row of the kernels
+    family that is those two operators, how many it has). Only families with a pair measured
+    (``harness.zoo build --family kernels --like ZOO --pairs``)."""
+    def pairs(rows) -> set:
+        out = set()
+        for ks in rows:
+            ops = [kernel_signature(k) for k in ks if k[0] != "other"]
+            out |= set(zip(ops, ops[1:]))
+        return out
+    together = {p for ks in df.loc[df["zoo_family"] == KERNEL_FAMILY, "kernels"]
+                for p in pairs([ks]) if sum(k[0] != "other" for k in ks) == 2}
+    out = {}
+    for fam, d in df[df["zoo_family"] != KERNEL_FAMILY].groupby("zoo_family"):
+        ps = pairs(d["kernels"])
+        if ps & together:
+            out[str(fam)] = (len(ps & together), len(ps))
     return out
 
 

@@ -190,7 +190,7 @@ def main(argv=None) -> int:
                     "measured": dataset.measured_kernel_columns(df)}
             wanted = {"both": ("model", "kernel"), "all": tuple(cols)}.get(args.model, (args.model,))
             full = df
-            alone = None   # the same for every level that reads kernels: computed and printed once
+            alone = together = None   # the same for every level that reads kernels: computed and printed once
             for name, est in estimators(args.kernel_trees).items():
                 if name not in wanted:
                     continue
@@ -218,7 +218,13 @@ def main(argv=None) -> int:
                             alone = dataset.measured_alone(df)
                             print("  distinct operators of each family measured alone (kernels family): "
                                   + ", ".join(f"{fam} {a} of {n}" for fam, (a, n) in alone.items()))
+                            together = dataset.measured_pairs(df)
+                            if together:
+                                print("  ... and of its pairs of consecutive operators, measured together: "
+                                      + ", ".join(f"{fam} {a} of {n}" for fam, (a, n) in together.items()))
                         report[name]["measured_alone"] = alone
+                        if together:
+                            report[name]["measured_pairs"] = together
                     for k in sorted({0, args.shots}):
                         scores = leave_family_out(est, X, df[args.target], df["zoo_family"], w is not None,
                                                   df["group"], k)

@@ -262,8 +262,12 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
 
     Single-operator rows (one kernel that is not of kind ``other``) make the table, the median
     of their targets per operator (:func:`predictors.dataset.kernel_signature`) and context;
-    build them with ``python -m harness.zoo build --family kernels --like ZOO``. ``X``: a
-    DataFrame with ``kernels_column``, the ``context_columns`` and ``pieces_column``."""
+    build them with ``python -m harness.zoo build --family kernels --like ZOO``. Rows of two
+    operators (``... --like ZOO --pairs``) make a second table: an operator that runs after one
+    with which it was measured together costs that pair less the first alone (what it costs
+    after that one, with no floor to guess), and a network XNNPACK runs in several pieces is
+    summed too when every consecutive pair of it was measured (the boundaries are in the pairs).
+    ``X``: a DataFrame with ``kernels_column``, the ``context_columns`` and ``pieces_column``."""
 
     def __init__(self, fallback=None, context_columns=("threads", "background_load"), kernels_column="kernels",
                  pieces_column="xnnpack_pieces"):
@@ -302,12 +306,14 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
         if np.any(y <= 0):
             raise ValueError("targets must be positive (latency or energy)")
         from predictors.dataset import alone_costs
-        table = sorted((c + self._encode(sig), v)
-                       for (c, sig), v in alone_costs(X[self.kernels_column], self._context(X), y).items())
-        width = len(self.context_columns)
-        self.keys_ = np.array([k for k, _ in table], float).reshape(len(table), width + len(F.KERNEL_FIELDS) - 1)
-        self.costs_ = np.array([v for _, v in table], float)
-        self.floor_contexts_ = np.unique(self.keys_[:, :width], axis=0) if len(table) else np.zeros((0, width))
+        kernels, ctx, width = X[self.kernels_column], self._context(X), len(self.context_columns)
+        sig = len(F.KERNEL_FIELDS) - 1
+        for n, name in ((1, ""), (2, "pair_")):
+            table = sorted((c + sum(map(self._encode, sigs), ()), v)
+                           for (c, *sigs), v in alone_costs(kernels, ctx, y, n_ops=n).items())
+            setattr(self, f"{name}keys_", np.array([k for k, _ in table], float).reshape(len(table), width + n * sig))
+            setattr(self, f"{name}costs_", np.array([v for _, v in table], float))
+        self.floor_contexts_ = np.unique(self.keys_[:, :width], axis=0) if len(self.costs_) else np.zeros((0, width))
         self.floors_ = np.array([self.costs_[(self.keys_[:, :width] == c).all(axis=1)].min()
                                  for c in self.floor_contexts_], float)
         fb = self.fallback if self.fallback is not None else BoostedKernelRegressor(
@@ -321,14 +327,26 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
         """Per row, its prediction from the operators measured alone (NaN where the fallback's)."""
         check_is_fitted(self, "keys_")
         table = {tuple(k): v for k, v in zip(self.keys_.tolist(), self.costs_)}
+        # an artifact saved before pairs were measured has none: it sums as it did
+        pairs = {tuple(k): v for k, v in zip(getattr(self, "pair_keys_", np.zeros((0, 0))).tolist(),
+                                              getattr(self, "pair_costs_", ()))}
         floors = {tuple(c): f for c, f in zip(self.floor_contexts_.tolist(), self.floors_)}
         keys = self._keys(X)
         pieces = X[self.pieces_column].to_numpy()
         out = np.full(len(X), np.nan)
         for i, (c, ops) in enumerate(keys):
             costs = [table.get(c + op) for op in ops]
-            if ops and pieces[i] == 1 and None not in costs:
-                out[i] = sum(costs) - (len(ops) - 1) * floors[c]
+            if not ops or None in costs:
+                continue
+            # each operator after the first: what it costs after the one before, where that pair
+            # was measured; else alone, less the per-invoke floor it paid once more
+            total, paired = costs[0], True
+            for j in range(1, len(ops)):
+                p = pairs.get(c + ops[j - 1] + ops[j])
+                paired &= p is not None
+                total += costs[j] - floors[c] if p is None else p - costs[j - 1]
+            if pieces[i] == 1 or paired:
+                out[i] = total
         return out
 
     def predict(self, X):

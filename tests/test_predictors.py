@@ -529,6 +529,12 @@ def test_measured_alone_counts_a_familys_operators_that_a_kernels_row_measured()
                                    (conv, relu, fc), (conv, conv_int8), (conv_int8, relu)]})
     assert dataset.measured_alone(df) == {"a": (1, 3), "b": (0, 1)}
     assert dataset.measured_alone(df[df["zoo_family"] != "kernels"]) == {"a": (0, 3), "b": (0, 1)}
+    # pairs (--like ZOO --pairs): a kernels row of two operators is that pair, in that order, the
+    # ReLU between them skipped as in the networks; a family none of whose pairs was measured is left out
+    pair_rows = pd.DataFrame({"zoo_family": ["kernels", "kernels"], "kernels": [(conv, relu, fc), (fc, conv)]})
+    both = pd.concat([df, pair_rows], ignore_index=True)
+    assert dataset.measured_pairs(both) == {"a": (1, 2)}     # conv -> fc measured; conv -> conv_int8 not
+    assert dataset.measured_pairs(df) == {}
 
 
 def test_max_pooling_is_priced_apart_from_average_pooling():
@@ -646,8 +652,8 @@ def test_measured_kernel_level_sums_operators_measured_alone_and_falls_back_for_
     sizes = [4, 8, 16, 32]
     alone = [[(h, 16, 16, k)] for h in sizes for k in (1, 3)]
     rng = np.random.default_rng(2)
-    nets = [[(int(rng.choice(sizes)), 16, 16, int(rng.choice([1, 3]))) for _ in range(int(rng.integers(2, 6)))]
-            for _ in range(30)]
+    nets = [[(int(rng.choice(sizes)), 16, 16, int(rng.choice([1, 3]))) for _ in range(int(rng.integers(3, 6)))]
+            for _ in range(30)]   # three operators or more: a model of two is a pair measured (next test)
     Xtr = _kernel_frame(alone + nets[:20]).assign(xnnpack_pieces=1)
     ytr = latency(alone + nets[:20])
     m = clone(MeasuredKernelRegressor()).fit(Xtr, ytr)
@@ -667,6 +673,47 @@ def test_measured_kernel_level_sums_operators_measured_alone_and_falls_back_for_
         m.predict(Xte.drop(columns="xnnpack_pieces"))
     empty = MeasuredKernelRegressor().fit(Xtr.iloc[len(alone):], ytr[len(alone):])    # no operator alone
     assert len(empty.keys_) == 0 and np.isnan(empty.measured(Xte)).all()
+
+
+def test_measured_kernel_level_takes_what_an_operator_costs_after_the_one_before_from_pairs():
+    """Where two operators were measured together (``--like ZOO --pairs``), an operator after
+    another costs the pair less the first alone: exact on a device where what an operator costs
+    depends on the one before it (and on a boundary between XNNPACK's pieces), which no floor
+    rule sees; a network in several pieces is predicted when every pair of it was measured."""
+    from predictors.models import MeasuredKernelRegressor
+
+    floor = 0.002
+
+    def cost(h, k):
+        return 0.001 * (h ** 1.5) * (1.7 if k == 3 else 1.0)
+
+    def after(a, b):   # what b costs more after a: a 3x3 after a 1x1 (another layout), a big map after a small
+        return 0.004 * (a[3] != b[3]) + 0.0005 * (b[0] > a[0])
+
+    def latency(n):
+        return floor + sum(cost(h, k) for h, _, _, k in n) + sum(after(a, b) for a, b in zip(n, n[1:]))
+    ops = [(h, 16, 16, k) for h in (4, 8, 16, 32) for k in (1, 3)]
+    alone = [[o] for o in ops]
+    pairs = [[a, b] for a in ops for b in ops]
+    rng = np.random.default_rng(3)
+    nets = [[ops[i] for i in rng.integers(0, len(ops), int(rng.integers(3, 7)))] for _ in range(12)]
+    Xtr = _kernel_frame(alone + pairs).assign(xnnpack_pieces=1)
+    m = MeasuredKernelRegressor().fit(Xtr, np.array([latency(n) for n in alone + pairs]))
+    assert len(m.pair_costs_) == len(pairs)
+    Xte = _kernel_frame(nets).assign(xnnpack_pieces=1)
+    truth = np.array([latency(n) for n in nets])
+    assert m.predict(Xte) == pytest.approx(truth, rel=1e-9)
+    assert m.predict(Xte.assign(xnnpack_pieces=3)) == pytest.approx(truth, rel=1e-9)   # every pair measured
+    # without the pairs: the floor rule, off by what the order costs
+    single = MeasuredKernelRegressor().fit(Xtr.iloc[:len(alone)], np.array([latency(n) for n in alone]))
+    assert len(single.pair_costs_) == 0
+    assert np.mean(np.abs(single.predict(Xte) / truth - 1) <= 0.01) < 0.5
+    # one pair missing: that step by the floor rule in one piece; the fallback's in several
+    keep = [i for i, n in enumerate(alone + pairs) if n != nets[0][:2]]
+    part = MeasuredKernelRegressor().fit(Xtr.iloc[keep], np.array([latency(n) for n in alone + pairs])[keep])
+    a, b = nets[0][:2]
+    assert part.measured(Xte.iloc[:1])[0] == pytest.approx(truth[0] - after(a, b) - m.floors_[0] + floor)
+    assert np.isnan(part.measured(Xte.iloc[:1].assign(xnnpack_pieces=2))).all()
 
 
 def test_boosted_kernel_level_is_the_linear_sums_without_trees_and_follows_the_contract():
