@@ -672,7 +672,7 @@ def _paired_reference(rt, interp, spec, threads, n_runs, clock, model_median_ms=
     ``*_switch_ms``), then m times timed, the two models taking turns to go first. Right after
     a large model the reference runs up to 1.6x slower for an invoke or two (its caches, the
     core's clock), so single alternation biases the ratio of a large candidate low (a 2.5-ms
-    NAS-Bench-201 network by 30% on this project's VM); pair ``i`` is then the ``i``-th timed
+    NAS-Bench-201 network by 25-30% on this project's VM); pair ``i`` is then the ``i``-th timed
     invoke of each, from the same pair of blocks."""
     if not spec:
         return None

@@ -40,9 +40,9 @@ AUTO_SMALL_REFERENCE = "dc-w025-d2-r32-int8"
 AUTO_SMALL_BELOW_MS = 0.02
 # The pairs alternate blocks, not single invokes: per block 2 untimed invokes of a model, then 4
 # timed. Right after a large model the reference's first invoke ran 1.6x and its second 1.1x its
-# own speed (caches, the core's clock), which made a 2.5-ms NAS-Bench-201 network's ratio 30% low
-# and a 20-us kernel's not at all (bench/paired_blocks.py). A campaign begun before keeps single
-# alternation.
+# own speed (caches, the core's clock), which made the ratio of a NAS-Bench-201 network over 1 ms
+# 25% low and of a kernel under 20 us 7% high; in blocks 3% low and 2% high, and rounds repeat as
+# often (bench/paired_blocks.py). A campaign begun before keeps single alternation.
 PAIRED_BLOCKS = {"skip": 2, "timed": 4}
 DEFAULT_REFERENCE = "auto"
 
