@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         g = d.groupby(["candidate_sha256", *ctx_cols])
         for ((_, *c), ks), y in zip(g["kernels"].first().items(), g["us"].median()):
             c = tuple(float(v) for v in c)
-            ops = [k for k in ks if k[0] != "other"]
+            ops = dataset.operators(ks)
             if not ops or any((c, dataset.kernel_signature(k)) not in alone for k in ops):
                 continue
             counted += 1

@@ -56,8 +56,7 @@ def _loop(it, n) -> float:
     return float(np.median(out))
 
 
-def one(rt, path, ref_path, n) -> dict:
-    it = _interp(rt, path)
+def one(rt, it, ref_path, n) -> dict:
     out = {}
     for how, blocks in (("single", None), ("blocks", PAIRED_BLOCKS)):
         spec = {"model": ref_path, "id": "ref", "n": n, **({"blocks": blocks} if blocks else {})}
@@ -89,8 +88,9 @@ def main(argv=None) -> int:
         t0 = time.time()
         r = {}
         for p in args.models:
-            probe = _loop(_interp(rt, p), 30)   # the agent picks the small reference by the timed loop's median
-            r[p] = one(rt, p, small if probe < AUTO_SMALL_BELOW_MS else refs[classes[p]], args.pairs)
+            it = _interp(rt, p)
+            probe = _loop(it, 30)   # the agent picks the small reference by the timed loop's median
+            r[p] = one(rt, it, small if probe < AUTO_SMALL_BELOW_MS else refs[classes[p]], args.pairs)
         rounds.append(r)
         print(f"round {i + 1}: {time.time() - t0:.0f} s", flush=True)
     print(f"{'candidate':52s} {'ms':>8s}  reference ms: apart / single / blocks   ratio over apart: single / blocks")

@@ -129,6 +129,12 @@ def kernel_signature(k: tuple) -> tuple:
     return tuple(k[i] for i in _SIGNATURE)
 
 
+def operators(kernels) -> list[tuple]:
+    """A model's kernels but those of kind ``other`` (standalone ReLUs, reshapes): the operators
+    that are measured alone, in pairs, and summed."""
+    return [k for k in kernels if k[0] != "other"]
+
+
 def alone_costs(kernels, contexts, y, n_ops: int = 1) -> dict[tuple, float]:
     """What each operator costs measured alone: {(context, :func:`kernel_signature`): median of
     ``y``} over the rows that are one operator (one kernel not of kind ``other``). With
@@ -136,7 +142,7 @@ def alone_costs(kernels, contexts, y, n_ops: int = 1) -> dict[tuple, float]:
     kernels --like ZOO --pairs``): {(context, first's signature, second's): median}."""
     table: dict[tuple, list[float]] = {}
     for ks, c, t in zip(kernels, contexts, y):
-        ops = [k for k in ks if k[0] != "other"]
+        ops = operators(ks)
         if len(ops) == n_ops:
             table.setdefault((tuple(c), *map(kernel_signature, ops)), []).append(float(t))
     return {k: float(np.median(v)) for k, v in table.items()}
@@ -149,7 +155,7 @@ def measured_alone(df: pd.DataFrame) -> dict[str, tuple[int, int]]:
     training is still "never measured" when its operators were measured alone (``harness.zoo
     build --family kernels --like``): its networks were not; this says how much of it was."""
     def distinct(rows) -> set:
-        return {kernel_signature(k) for ks in rows for k in ks if k[0] != "other"}
+        return {kernel_signature(k) for ks in rows for k in operators(ks)}
     alone = distinct(df.loc[df["zoo_family"] == KERNEL_FAMILY, "kernels"])
     out = {}
     for fam, d in df[df["zoo_family"] != KERNEL_FAMILY].groupby("zoo_family"):
@@ -163,17 +169,14 @@ def measured_pairs(df: pd.DataFrame) -> dict[str, tuple[int, int]]:
     after the other (kind ``other`` skipped, as :func:`measured_alone`) are a row of the kernels
     family that is those two operators, how many it has). Only families with a pair measured
     (``harness.zoo build --family kernels --like ZOO --pairs``)."""
-    def pairs(rows) -> set:
-        out = set()
-        for ks in rows:
-            ops = [kernel_signature(k) for k in ks if k[0] != "other"]
-            out |= set(zip(ops, ops[1:]))
-        return out
-    together = {p for ks in df.loc[df["zoo_family"] == KERNEL_FAMILY, "kernels"]
-                for p in pairs([ks]) if sum(k[0] != "other" for k in ks) == 2}
+    def consecutive(ks) -> set:
+        sigs = [kernel_signature(k) for k in operators(ks)]
+        return set(zip(sigs, sigs[1:]))
+    together = set().union(*(consecutive(ks) for ks in df.loc[df["zoo_family"] == KERNEL_FAMILY, "kernels"]
+                             if len(operators(ks)) == 2))
     out = {}
     for fam, d in df[df["zoo_family"] != KERNEL_FAMILY].groupby("zoo_family"):
-        ps = pairs(d["kernels"])
+        ps = set().union(*map(consecutive, d["kernels"]))
         if ps & together:
             out[str(fam)] = (len(ps & together), len(ps))
     return out

@@ -290,8 +290,8 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
 
     def _keys(self, X):
         """Per row: (context, its operators but those of kind ``other``, encoded as floats)."""
-        from predictors.dataset import kernel_signature
-        return [(tuple(c), [self._encode(kernel_signature(k)) for k in ks if k[0] != "other"])
+        from predictors.dataset import kernel_signature, operators
+        return [(tuple(c), [self._encode(kernel_signature(k)) for k in operators(ks)])
                 for c, ks in zip(self._context(X), X[self.kernels_column])]
 
     def _fallback_columns(self):
@@ -307,12 +307,14 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("targets must be positive (latency or energy)")
         from predictors.dataset import alone_costs
         kernels, ctx, width = X[self.kernels_column], self._context(X), len(self.context_columns)
-        sig = len(F.KERNEL_FIELDS) - 1
-        for n, name in ((1, ""), (2, "pair_")):
-            table = sorted((c + sum(map(self._encode, sigs), ()), v)
-                           for (c, *sigs), v in alone_costs(kernels, ctx, y, n_ops=n).items())
-            setattr(self, f"{name}keys_", np.array([k for k, _ in table], float).reshape(len(table), width + n * sig))
-            setattr(self, f"{name}costs_", np.array([v for _, v in table], float))
+
+        def table(n_ops):   # (keys: context + n_ops encoded signatures, costs), sorted by key
+            rows = sorted((c + sum(map(self._encode, sigs), ()), v)
+                          for (c, *sigs), v in alone_costs(kernels, ctx, y, n_ops=n_ops).items())
+            keys = np.array([k for k, _ in rows], float).reshape(len(rows), width + n_ops * (len(F.KERNEL_FIELDS) - 1))
+            return keys, np.array([v for _, v in rows], float)
+        self.keys_, self.costs_ = table(1)
+        self.pair_keys_, self.pair_costs_ = table(2)
         self.floor_contexts_ = np.unique(self.keys_[:, :width], axis=0) if len(self.costs_) else np.zeros((0, width))
         self.floors_ = np.array([self.costs_[(self.keys_[:, :width] == c).all(axis=1)].min()
                                  for c in self.floor_contexts_], float)

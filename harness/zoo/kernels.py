@@ -121,16 +121,11 @@ def config_id(c: dict) -> str:
 
 def _apply(c: dict, keras, name: str = "x"):
     """The inputs and output of one kernel of configuration ``c`` (Keras functional layers)."""
-    L = keras.layers
-    k = c["kind"]
-    if k == "fc":
-        inp = [keras.Input((c["cin"],), batch_size=1, name=name)]
-        return inp, L.Dense(c["cout"])(inp[0])
-    shape = (c["hw"], c["hw"], c["cin"])
+    shape = (c["cin"],) if c["kind"] == "fc" else (c["hw"], c["hw"], c["cin"])
     inp = [keras.Input(shape, batch_size=1, name=name)]
-    if k in ("add", "concat"):
+    if c["kind"] in ("add", "concat"):
         inp.append(keras.Input(shape, batch_size=1, name=name + "2"))
-    return inp, _layer(c, L, inp)
+    return inp, _layer(c, keras.layers, inp)
 
 
 def _layer(c: dict, L, inp: list):
@@ -197,14 +192,13 @@ def configs_like(models, pairs: bool = False) -> list[tuple[dict, str]]:
     and TFLite's own kernels is in none of them."""
     out = {}
     for m in models:
-        g = read_graph(m)
-        prev, alias = None, {}
-        for op in g.ops:
+        prev, alias = None, {}   # alias: a standalone ReLU's output is its input, for "fed"
+        for op in read_graph(m).ops:
             c = config_of_op(op) if runs_at_inference(op) else None
-            if c is not None and c["kind"] == "relu":
-                alias[op.outputs[0].name] = alias.get(op.inputs[0].name, op.inputs[0].name)
-                continue
             if c is None:
+                continue
+            if c["kind"] == "relu":
+                alias[op.outputs[0].name] = alias.get(op.inputs[0].name, op.inputs[0].name)
                 continue
             cls = op_dtype_class(op)
             out.setdefault((config_id(c), QUANTIZATION_OF[cls]), c)
