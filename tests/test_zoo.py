@@ -264,6 +264,27 @@ def test_resnet_configs_are_distinct_reproducible_and_bounded():
     assert {c["pool"] for c in a} == {True, False}
 
 
+@pytest.mark.parametrize("family", ["mbv2", "resnet", "mnv1", "squeezenet"])
+def test_network_configs_keep_to_the_macs_asked_for(family):
+    """--min-macs / --max-macs: a family sampled bigger than its default bound (to span the
+    networks a predictor will be asked about), every configuration within the bounds."""
+    from importlib import import_module
+    mod = import_module(f"harness.zoo.{family}")
+    lo, hi = mod.MAX_MACS, 4 * mod.MAX_MACS
+    big = mod.sample_configs(10, 1, hi, lo)
+    assert big and all(lo <= mod.macs_of(c) <= hi for c in big)
+    assert mod.sample_configs(10, 1) == mod.sample_configs(10, 1, mod.MAX_MACS, 0.0)   # defaults as before
+
+
+def test_zoo_build_refuses_bad_macs_bounds_before_building(tmp_path, capsys):
+    out = tmp_path / "z"
+    assert zoo_main(["build", "--family", "nb201", "--max-macs", "1e6", "--out", str(out)]) == 2
+    assert "bound the random-weight network families" in capsys.readouterr().err
+    assert zoo_main(["build", "--family", "resnet", "--min-macs", "2e6", "--max-macs", "1e6", "--out", str(out)]) == 2
+    assert "--min-macs 2e+06 is above --max-macs 1e+06" in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_resnet_family_builds_basic_block_networks(tmp_path):
     """Read back from the .tflite: the sampler's MACs, two 3x3 convolutions and one ADD per

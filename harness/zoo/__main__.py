@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--sample", type=int, help="nb201: this many random architectures; kernels: this many "
                    "kernel configurations (default 80); other random-weight families: network configurations (default 20); "
                    "each in every quantization")
+    b.add_argument("--max-macs", type=float, metavar="N",
+                   help="mbv2, resnet, mnv1, squeezenet: sample configurations of at most N multiply-accumulates "
+                   "(default 40e6, a few ms a run on one core of a small CPU; raise it to span bigger networks)")
+    b.add_argument("--min-macs", type=float, metavar="N", help="... and of at least N (default 0)")
     b.add_argument("--table", type=Path, help="nb201: CSV with arch_index,arch columns (to resolve indices)")
     b.add_argument("--like", type=Path, action="append", default=[],
                    help="kernels: instead of sampled configurations, each distinct operator of these networks "
@@ -45,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise HarnessError("--like builds the kernels family (--family kernels)")
             if args.like and (args.sample or args.limit):
                 raise HarnessError("--like builds every distinct operator of the networks named: no --sample or --limit")
+            bounds = {k: v for k, v in (("max_macs", args.max_macs), ("min_macs", args.min_macs)) if v is not None}
+            if bounds and args.family not in ("mbv2", "resnet", "mnv1", "squeezenet"):
+                raise HarnessError("--max-macs and --min-macs bound the random-weight network families (mbv2, resnet, "
+                                   "mnv1, squeezenet)")
+            if bounds.get("min_macs", 0) > bounds.get("max_macs", float("inf")):
+                raise HarnessError(f"--min-macs {args.min_macs:g} is above --max-macs {args.max_macs:g}")
             if args.pairs and not args.like:
                 raise HarnessError("--pairs builds the operators of the networks named by --like, two at a time")
             like = like_models(args.like)   # named files checked before TensorFlow loads
@@ -65,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                 build = import_module(f"harness.zoo.{args.family}").build
                 # configurations; --limit counts candidates (up to 3 per configuration)
                 n = args.sample or (80 if args.family == "kernels" else 20)
-                m = build(args.out, n if not args.limit else min(n, -(-args.limit // len(QUANTIZATIONS))), args.seed)
+                m = build(args.out, n if not args.limit else min(n, -(-args.limit // len(QUANTIZATIONS))), args.seed,
+                          **bounds)
             else:
                 from harness.zoo.nb201 import build_cli
                 m = build_cli(args)

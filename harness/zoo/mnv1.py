@@ -53,11 +53,11 @@ def config_id(cfg: dict) -> str:
     return f"w{int(cfg['width'] * 100):03d}-r{cfg['resolution']}-d{cfg['blocks']}-k{cfg['kernel']}"
 
 
-def sample_configs(n: int, seed: int = 0) -> list[dict]:
+def sample_configs(n: int, seed: int = 0, max_macs: float = MAX_MACS, min_macs: float = 0.0) -> list[dict]:
     """``n`` distinct configurations under :data:`MAX_MACS`, reproducible for a seed."""
     return sample_distinct(n, seed, lambda rng: {
         "width": float(rng.choice(WIDTHS)), "resolution": int(rng.choice(RESOLUTIONS)),
-        "blocks": int(rng.choice(BLOCKS)), "kernel": int(rng.choice(KERNELS))}, config_id, macs_of, MAX_MACS)
+        "blocks": int(rng.choice(BLOCKS)), "kernel": int(rng.choice(KERNELS))}, config_id, macs_of, max_macs, min_macs)
 
 
 def keras_model(cfg: dict, seed: int = 0):
@@ -73,6 +73,7 @@ def keras_model(cfg: dict, seed: int = 0):
     return classifier(inp, x, seed)
 
 
-def build(out: Path, n: int = 20, seed: int = 0, quantizations=QUANTIZATIONS, log=print) -> dict:
+def build(out: Path, n: int = 20, seed: int = 0, quantizations=QUANTIZATIONS, log=print,
+          max_macs: float = MAX_MACS, min_macs: float = 0.0) -> dict:
     return build_family(out, FAMILY, "MobileNetV1-style depthwise-separable networks, random weights",
-                        sample_configs(n, seed), config_id, keras_model, "mn", seed, quantizations, log=log)
+                        sample_configs(n, seed, max_macs, min_macs), config_id, keras_model, "mn", seed, quantizations, log=log)

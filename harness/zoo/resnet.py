@@ -43,10 +43,10 @@ def config_id(cfg: dict) -> str:
     return f"c{cfg['width']}-r{cfg['resolution']}-d{cfg['blocks']}" + ("-p" if cfg["pool"] else "")
 
 
-def sample_configs(n: int, seed: int = 0) -> list[dict]:
+def sample_configs(n: int, seed: int = 0, max_macs: float = MAX_MACS, min_macs: float = 0.0) -> list[dict]:
     return sample_distinct(n, seed, lambda rng: {
         "width": int(rng.choice(WIDTHS)), "resolution": int(rng.choice(RESOLUTIONS)),
-        "blocks": int(rng.choice(BLOCKS)), "pool": bool(rng.integers(2))}, config_id, macs_of, MAX_MACS)
+        "blocks": int(rng.choice(BLOCKS)), "pool": bool(rng.integers(2))}, config_id, macs_of, max_macs, min_macs)
 
 
 def keras_model(cfg: dict, seed: int = 0):
@@ -68,6 +68,7 @@ def keras_model(cfg: dict, seed: int = 0):
     return classifier(inp, x, seed)
 
 
-def build(out: Path, n: int = 20, seed: int = 0, quantizations=QUANTIZATIONS, log=print) -> dict:
+def build(out: Path, n: int = 20, seed: int = 0, quantizations=QUANTIZATIONS, log=print,
+          max_macs: float = MAX_MACS, min_macs: float = 0.0) -> dict:
     return build_family(out, FAMILY, "ResNet-style networks of basic blocks, random weights",
-                        sample_configs(n, seed), config_id, keras_model, "rn", seed, quantizations, log=log)
+                        sample_configs(n, seed, max_macs, min_macs), config_id, keras_model, "rn", seed, quantizations, log=log)

@@ -56,11 +56,11 @@ def config_id(cfg: dict) -> str:
     return f"w{int(cfg['width'] * 100):03d}-r{cfg['resolution']}-f{cfg['fires']}-s{int(cfg['squeeze'] * 1000):03d}"
 
 
-def sample_configs(n: int, seed: int = 0) -> list[dict]:
+def sample_configs(n: int, seed: int = 0, max_macs: float = MAX_MACS, min_macs: float = 0.0) -> list[dict]:
     """``n`` distinct configurations under :data:`MAX_MACS`, reproducible for a seed."""
     return sample_distinct(n, seed, lambda rng: {
         "width": float(rng.choice(WIDTHS)), "resolution": int(rng.choice(RESOLUTIONS)),
-        "fires": int(rng.choice(FIRES)), "squeeze": float(rng.choice(SQUEEZE))}, config_id, macs_of, MAX_MACS)
+        "fires": int(rng.choice(FIRES)), "squeeze": float(rng.choice(SQUEEZE))}, config_id, macs_of, max_macs, min_macs)
 
 
 def keras_model(cfg: dict, seed: int = 0):
@@ -81,6 +81,7 @@ def keras_model(cfg: dict, seed: int = 0):
     return randomize_batchnorm(keras.Model(inp, x), seed)
 
 
-def build(out: Path, n: int = 20, seed: int = 0, quantizations=QUANTIZATIONS, log=print) -> dict:
+def build(out: Path, n: int = 20, seed: int = 0, quantizations=QUANTIZATIONS, log=print,
+          max_macs: float = MAX_MACS, min_macs: float = 0.0) -> dict:
     return build_family(out, FAMILY, "SqueezeNet-style networks of fire modules, random weights",
-                        sample_configs(n, seed), config_id, keras_model, "sq", seed, quantizations, log=log)
+                        sample_configs(n, seed, max_macs, min_macs), config_id, keras_model, "sq", seed, quantizations, log=log)

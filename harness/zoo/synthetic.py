@@ -18,16 +18,17 @@ QUANTIZATIONS = ("float32", "dynamic-int8", "int8")
 
 
 def sample_distinct(n: int, seed: int, draw: Callable[[np.random.Generator], dict], config_id: Callable[[dict], str],
-                    macs_of: Callable[[dict], float], max_macs: float) -> list[dict]:
-    """Up to ``n`` configurations from ``draw(rng)``, distinct by ``config_id`` and at most
-    ``max_macs``, reproducible for a seed (fewer when 100 n draws do not find n)."""
+                    macs_of: Callable[[dict], float], max_macs: float, min_macs: float = 0.0) -> list[dict]:
+    """Up to ``n`` configurations from ``draw(rng)``, distinct by ``config_id`` and of
+    ``min_macs`` to ``max_macs`` multiply-accumulates, reproducible for a seed (fewer when 100 n
+    draws do not find n)."""
     rng = np.random.default_rng(seed)
     out, seen = [], set()
     for _ in range(100 * n):
         if len(out) == n:
             break
         cfg = draw(rng)
-        if config_id(cfg) in seen or macs_of(cfg) > max_macs:
+        if config_id(cfg) in seen or not min_macs <= macs_of(cfg) <= max_macs:
             continue
         seen.add(config_id(cfg))
         out.append(cfg)
