@@ -126,6 +126,10 @@ def add_fit_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--kernel-trees", type=int, default=100, metavar="N",
                     help="kernel level: boosted trees that correct the linear per-kernel costs (default 100; 0: "
                          "the linear costs alone)")
+    ap.add_argument("--network-correction", choices=("bytes", "sum", "ops", "none"), default="bytes",
+                    help="measured level: what a network costs beyond the sum of its operators measured alone and in "
+                         "pairs, learned from the training networks as a function of the bytes its operators touch "
+                         "(default), of the sum, or of how many operators it has; none: the sums as they are")
 
 
 def fit_weights(df, how: str):
@@ -134,10 +138,12 @@ def fit_weights(df, how: str):
     return dataset.family_weights(df) if how == "family" else None
 
 
-def estimators(kernel_trees: int = 100) -> dict:
+def estimators(kernel_trees: int = 100, network_correction: str = "bytes") -> dict:
     from predictors.models import BoostedKernelRegressor, MeasuredKernelRegressor, ModelLevelRegressor
     return {"model": ModelLevelRegressor(), "kernel": BoostedKernelRegressor(n_estimators=kernel_trees),
-            "measured": MeasuredKernelRegressor(fallback=BoostedKernelRegressor(n_estimators=kernel_trees))}
+            "measured": MeasuredKernelRegressor(fallback=BoostedKernelRegressor(n_estimators=kernel_trees),
+                                                network_correction=None if network_correction == "none"
+                                                else network_correction)}
 
 
 def _fmt(m: dict) -> str:
@@ -191,7 +197,7 @@ def main(argv=None) -> int:
             wanted = {"both": ("model", "kernel"), "all": tuple(cols)}.get(args.model, (args.model,))
             full = df
             alone = together = None   # the same for every level that reads kernels: computed and printed once
-            for name, est in estimators(args.kernel_trees).items():
+            for name, est in estimators(args.kernel_trees, args.network_correction).items():
                 if name not in wanted:
                     continue
                 df = dataset.rows_for(name, full)

@@ -22,7 +22,8 @@ def main(argv=None) -> int:
                          "x the reference model's median over the data (ms without the machine's drift)")
     ap.add_argument("--level", choices=("model", "kernel", "measured"), default="model",
                     help="measured: models whose operators were all measured alone (kernels built --like them) "
-                         "are their sum; the rest the kernel level's")
+                         "are their sum (times what the training networks cost beyond theirs); the rest the kernel "
+                         "level's")
     ap.add_argument("--folds", type=int, default=5)
     evaluate.add_fit_arguments(ap)
     ap.add_argument("--allow-estimates", action="store_true",
@@ -34,7 +35,7 @@ def main(argv=None) -> int:
         df = dataset.rows_for(args.level, dataset.load(args.data, args.zoo, args.target, args.allow_estimates))
         cols = {"model": dataset.model_level_columns, "kernel": dataset.kernel_level_columns,
                 "measured": dataset.measured_kernel_columns}[args.level](df)
-        est = evaluate.estimators(args.kernel_trees)[args.level]
+        est = evaluate.estimators(args.kernel_trees, args.network_correction)[args.level]
         X, y = df[cols], df[args.target].to_numpy(float)
         w = evaluate.fit_weights(df, args.weights)
         cv = None

@@ -656,7 +656,7 @@ def test_measured_kernel_level_sums_operators_measured_alone_and_falls_back_for_
             for _ in range(30)]   # three operators or more: a model of two is a pair measured (next test)
     Xtr = _kernel_frame(alone + nets[:20]).assign(xnnpack_pieces=1)
     ytr = latency(alone + nets[:20])
-    m = clone(MeasuredKernelRegressor()).fit(Xtr, ytr)
+    m = clone(MeasuredKernelRegressor(network_correction=None)).fit(Xtr, ytr)
     assert m.floors_ == pytest.approx([floor + cost(4, 1)])     # the cheapest alone: its operator's cost with it
     Xte = _kernel_frame(nets[20:]).assign(xnnpack_pieces=1)
     # exact but for the cheapest operator's own cost, counted in the floor: (n - 1) x cost(4, 1)
@@ -716,6 +716,48 @@ def test_measured_kernel_level_takes_what_an_operator_costs_after_the_one_before
     assert np.isnan(part.measured(Xte.iloc[:1].assign(xnnpack_pieces=2))).all()
 
 
+@pytest.mark.parametrize("by", ["bytes", "sum", "ops"])
+def test_measured_kernel_level_learns_what_networks_cost_beyond_their_parts_from_the_networks_it_saw(by):
+    """On a device where a network costs more than its operators measured in pairs, by a factor
+    that grows with the network (as on this project's VM), the measured level learns that factor
+    from the training networks (monotone in the log of what ``by`` measures of a network, flat
+    beyond the networks it saw) and applies it to networks of another family; below
+    ``min_networks`` training networks, or with ``network_correction=None``, it sums as before."""
+    from predictors.models import MeasuredKernelRegressor
+
+    def cost(h, k):
+        return 0.001 * (h ** 1.5) * (1.7 if k == 3 else 1.0)
+
+    def parts(n):
+        return 0.002 + sum(cost(h, k) for h, _, _, k in n)
+
+    def latency(n):   # 1.0 up to 0.1 ms of parts, then +6% per doubling
+        return parts(n) * max(1.0, parts(n) / 0.1) ** 0.085
+    ops = [(h, 16, 16, k) for h in (4, 8, 16, 32) for k in (1, 3)]
+    kernels = [[o] for o in ops] + [[a, b] for a in ops for b in ops]
+    rng = np.random.default_rng(4)
+
+    def nets(n, lo, hi):
+        return [[ops[i] for i in rng.integers(0, len(ops), int(rng.integers(lo, hi)))] for _ in range(n)]
+    seen, new = nets(40, 3, 30), nets(20, 3, 25)   # another family, within the sizes seen
+    Xtr = _kernel_frame(kernels + seen).assign(xnnpack_pieces=1)
+    ytr = np.array([latency(n) for n in kernels + seen])
+    Xte = _kernel_frame(new).assign(xnnpack_pieces=1)
+    truth = np.array([latency(n) for n in new])
+    m = MeasuredKernelRegressor(network_correction=by).fit(Xtr, ytr)
+    raw = MeasuredKernelRegressor(network_correction=None).fit(Xtr, ytr)
+    assert len(m.correction_x_) > 1 and len(raw.correction_x_) == 0
+    err, err_raw = np.abs(m.predict(Xte) / truth - 1), np.abs(raw.predict(Xte) / truth - 1)
+    assert np.median(err_raw) > 0.04 and np.median(err) < 0.02 and np.mean(err <= 0.05) >= 0.9
+    assert m.predict(Xtr.iloc[:len(kernels)]) == pytest.approx(raw.predict(Xtr.iloc[:len(kernels)]))   # not kernels
+    few = MeasuredKernelRegressor(network_correction=by, min_networks=41).fit(Xtr, ytr)
+    assert len(few.correction_x_) == 0 and few.predict(Xte) == pytest.approx(raw.predict(Xte))
+    big = _kernel_frame([[ops[-1]] * 200]).assign(xnnpack_pieces=1)   # beyond every sum seen: the last factor
+    assert m.predict(big)[0] / raw.predict(big)[0] == pytest.approx(np.exp(m.correction_y_[-1]))
+    with pytest.raises(ValueError, match="network_correction"):
+        MeasuredKernelRegressor(network_correction="size").fit(Xtr, ytr)
+
+
 def test_boosted_kernel_level_is_the_linear_sums_without_trees_and_follows_the_contract():
     from predictors import features as F
     from predictors.models import BoostedKernelRegressor
@@ -756,6 +798,11 @@ def test_kernel_level_artifact_round_trip(measured):
     assert train.main(["--data", str(pq), "--zoo", str(zoo), "--level", "measured", "--out", str(measured_dir)]) == 0
     estm, cardm = store.load(measured_dir)
     assert cardm["features"] == ["kernels", "threads", "background_load", "xnnpack_pieces"]
+    assert cardm["estimator_params"]["network_correction"] == "bytes"
+    raw_dir = tmp / "kernel-measured-raw"
+    assert train.main(["--data", str(pq), "--zoo", str(zoo), "--level", "measured", "--network-correction", "none",
+                       "--out", str(raw_dir)]) == 0
+    assert store.load(raw_dir)[1]["estimator_params"]["network_correction"] is None
     assert estm.predict(df[cardm["features"]]) == pytest.approx(
         evaluate.estimators()["measured"].fit(df[cardm["features"]], df["latency_ms_median"],
                                               sample_weight=dataset.family_weights(df)).predict(df[cardm["features"]]))
