@@ -126,7 +126,8 @@ def add_fit_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--kernel-trees", type=int, default=100, metavar="N",
                     help="kernel level: boosted trees that correct the linear per-kernel costs (default 100; 0: "
                          "the linear costs alone)")
-    ap.add_argument("--network-correction", choices=("bytes", "sum", "ops", "none"), default="bytes",
+    from predictors.models import NETWORK_CORRECTIONS
+    ap.add_argument("--network-correction", choices=(*NETWORK_CORRECTIONS, "none"), default="bytes",
                     help="measured level: what a network costs beyond the sum of its operators measured alone and in "
                          "pairs, learned from the training networks as a function of the bytes its operators touch "
                          "(default), of the sum, or of how many operators it has; none: the sums as they are")

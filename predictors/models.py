@@ -251,6 +251,9 @@ class BoostedKernelRegressor(RegressorMixin, BaseEstimator):
         return np.maximum(overhead + np.bincount(rows, weights=cost * np.exp(g), minlength=len(ctx)), 1e-9)
 
 
+NETWORK_CORRECTIONS = ("bytes", "sum", "ops")   # what MeasuredKernelRegressor's network correction reads
+
+
 class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
     """A model whose every operator was measured alone: the sum of those measurements, less the
     per-invoke floor that each single-operator model paid once more than the network does (the
@@ -269,9 +272,9 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
     after that one, with no floor to guess), and a network XNNPACK runs in several pieces is
     summed too when every consecutive pair of it was measured (the boundaries are in the pairs).
 
-    A network can still cost more than its parts measured so, by a factor that grows with it (on
-    this project's VM, 1.03 for a NAS-Bench-201 network of 0.4 ms to 1.13 for one of 3 ms, while
-    no operator alone or in a pair slows down). With ``network_correction`` (default ``"bytes"``)
+    A network can still cost more than its parts measured so (on this project's VM, NAS-Bench-201
+    networks 1.01-1.03 at 0.4 ms to 1.07-1.13 at 3 ms, depending on the session; ResNets 1.01-1.03
+    at every size). With ``network_correction`` (default ``"bytes"``)
     the networks among the training rows that it sums (more than two operators; at least
     ``min_networks`` of them) teach that factor: an isotonic regression of log(measured / sum) on
     the log of the bytes its operators read and write (``"sum"``: of the sum in ms; ``"ops"``:
@@ -318,6 +321,9 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
         y = np.asarray(y, float)
         if np.any(y <= 0):
             raise ValueError("targets must be positive (latency or energy)")
+        if self.network_correction not in (None, *NETWORK_CORRECTIONS):
+            raise ValueError(f"network_correction must be one of {', '.join(NETWORK_CORRECTIONS)} or None, "
+                             f"not {self.network_correction!r}")
         from predictors.dataset import alone_costs
         kernels, ctx, width = X[self.kernels_column], self._context(X), len(self.context_columns)
 
@@ -355,17 +361,18 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
     def _size(self, X, raw) -> np.ndarray:
         """What the network correction reads, per row."""
         if self.network_correction == "sum":
-            return np.log(raw)
+            return np.log(np.where(raw > 0, raw, np.nan))
         if self.network_correction == "bytes":
             from predictors.dataset import operators
             return np.log([sum(k[-1] for k in operators(ks)) + 1.0 for ks in X[self.kernels_column]])
         if self.network_correction == "ops":
             from predictors.dataset import operators
             return np.log([len(operators(ks)) + 1.0 for ks in X[self.kernels_column]])
-        raise ValueError(f"network_correction must be 'sum', 'bytes', 'ops' or None, not {self.network_correction!r}")
+        raise AssertionError(self.network_correction)   # fit checked it
 
     def measured(self, X) -> np.ndarray:
-        """Per row, its prediction from the operators measured alone (NaN where the fallback's)."""
+        """Per row, its prediction from the operators measured alone or in pairs, times the network
+        correction (NaN where the fallback's)."""
         raw = self._sums(X)
         if len(getattr(self, "correction_x_", ())):   # an artifact saved before the correction has none
             nets = self._networks(X, raw)
@@ -374,8 +381,8 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
         return raw
 
     def _networks(self, X, raw) -> np.ndarray:
-        """Rows summed from their parts (not NaN) that are networks: more than two operators."""
-        return ~np.isnan(raw) & np.array([len(ops) > 2 for _, ops in self._keys(X)])
+        """Rows summed from their parts (to a positive sum) that are networks: more than two operators."""
+        return (np.nan_to_num(raw, nan=0.0) > 0) & np.array([len(ops) > 2 for _, ops in self._keys(X)])
 
     def _sums(self, X) -> np.ndarray:
         check_is_fitted(self, "keys_")
