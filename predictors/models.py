@@ -341,12 +341,13 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
         self.correction_x_, self.correction_y_ = np.zeros(0), np.zeros(0)
         if self.network_correction is not None:
             from sklearn.isotonic import IsotonicRegression
-            raw = self._sums(X)
-            nets = self._networks(X, raw)
+            keys = self._keys(X)
+            raw = self._sums(X, keys)
+            nets = self._networks(raw, keys)
             if nets.sum() >= self.min_networks:
                 from scipy.stats import spearmanr
                 sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
-                x, r = self._size(X, raw)[nets], np.log(y[nets] / raw[nets])
+                x, r = self._size(X, raw, keys)[nets], np.log(y[nets] / raw[nets])
                 # the direction as increasing="auto" finds it, without its warning on weak trends
                 rho = spearmanr(x, r).statistic if np.ptp(x) > 0 and np.ptp(r) > 0 else 0.0
                 iso = IsotonicRegression(increasing=bool(rho >= 0)).fit(x, r, sample_weight=sw[nets])
@@ -358,40 +359,42 @@ class MeasuredKernelRegressor(RegressorMixin, BaseEstimator):
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         return self
 
-    def _size(self, X, raw) -> np.ndarray:
-        """What the network correction reads, per row."""
+    def _size(self, X, raw, keys) -> np.ndarray:
+        """What the network correction reads, per row (``raw``: its sum; ``keys``: its :meth:`_keys`)."""
         if self.network_correction == "sum":
             return np.log(np.where(raw > 0, raw, np.nan))
         if self.network_correction == "bytes":
             from predictors.dataset import operators
             return np.log([sum(k[-1] for k in operators(ks)) + 1.0 for ks in X[self.kernels_column]])
         if self.network_correction == "ops":
-            from predictors.dataset import operators
-            return np.log([len(operators(ks)) + 1.0 for ks in X[self.kernels_column]])
+            return np.log([len(ops) + 1.0 for _, ops in keys])
         raise AssertionError(self.network_correction)   # fit checked it
 
     def measured(self, X) -> np.ndarray:
         """Per row, its prediction from the operators measured alone or in pairs, times the network
         correction (NaN where the fallback's)."""
-        raw = self._sums(X)
+        check_is_fitted(self, "keys_")
+        keys = self._keys(X)
+        raw = self._sums(X, keys)
         if len(getattr(self, "correction_x_", ())):   # an artifact saved before the correction has none
-            nets = self._networks(X, raw)
+            nets = self._networks(raw, keys)
             if nets.any():
-                raw[nets] *= np.exp(np.interp(self._size(X, raw)[nets], self.correction_x_, self.correction_y_))
+                raw[nets] *= np.exp(np.interp(self._size(X, raw, keys)[nets], self.correction_x_, self.correction_y_))
         return raw
 
-    def _networks(self, X, raw) -> np.ndarray:
+    @staticmethod
+    def _networks(raw, keys) -> np.ndarray:
         """Rows summed from their parts (to a positive sum) that are networks: more than two operators."""
-        return (np.nan_to_num(raw, nan=0.0) > 0) & np.array([len(ops) > 2 for _, ops in self._keys(X)])
+        return (np.nan_to_num(raw, nan=0.0) > 0) & np.array([len(ops) > 2 for _, ops in keys], bool)
 
-    def _sums(self, X) -> np.ndarray:
-        check_is_fitted(self, "keys_")
+    def _sums(self, X, keys) -> np.ndarray:
+        """Per row, the sum of its operators measured alone or in pairs (NaN where not summed);
+        ``keys``: the rows' :meth:`_keys`."""
         table = {tuple(k): v for k, v in zip(self.keys_.tolist(), self.costs_)}
         # an artifact saved before pairs were measured has none: it sums as it did
         pairs = {tuple(k): v for k, v in zip(getattr(self, "pair_keys_", np.zeros((0, 0))).tolist(),
                                               getattr(self, "pair_costs_", ()))}
         floors = {tuple(c): f for c, f in zip(self.floor_contexts_.tolist(), self.floors_)}
-        keys = self._keys(X)
         pieces = X[self.pieces_column].to_numpy()
         out = np.full(len(X), np.nan)
         for i, (c, ops) in enumerate(keys):

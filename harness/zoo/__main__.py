@@ -8,13 +8,16 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 
+# random-weight network families: one module each, build(out, n, seed, ..., max_macs, min_macs)
+NETWORK_FAMILIES = ("mbv2", "resnet", "mnv1", "squeezenet")
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.zoo", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build a candidate family with TensorFlow (extra: zoo)")
     b.add_argument("--family", required=True,
-                   choices=["digits-compressed", "nb201", "kernels", "mbv2", "resnet", "mnv1", "squeezenet"])
+                   choices=["digits-compressed", "nb201", "kernels", *NETWORK_FAMILIES])
     b.add_argument("--out", required=True, type=Path)
     b.add_argument("--limit", type=int)
     b.add_argument("--seed", type=int, default=0)
@@ -23,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
                    "kernel configurations (default 80); other random-weight families: network configurations (default 20); "
                    "each in every quantization")
     b.add_argument("--max-macs", type=float, metavar="N",
-                   help="mbv2, resnet, mnv1, squeezenet: sample configurations of at most N multiply-accumulates "
+                   help=f"{', '.join(NETWORK_FAMILIES)}: sample configurations of at most N multiply-accumulates "
                    "(default 40e6, a few ms a run on one core of a small CPU; raise it to span bigger networks)")
     b.add_argument("--min-macs", type=float, metavar="N", help="... and of at least N (default 0)")
     b.add_argument("--table", type=Path, help="nb201: CSV with arch_index,arch columns (to resolve indices)")
@@ -50,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.like and (args.sample or args.limit):
                 raise HarnessError("--like builds every distinct operator of the networks named: no --sample or --limit")
             bounds = {k: v for k, v in (("max_macs", args.max_macs), ("min_macs", args.min_macs)) if v is not None}
-            if bounds and args.family not in ("mbv2", "resnet", "mnv1", "squeezenet"):
-                raise HarnessError("--max-macs and --min-macs bound the random-weight network families (mbv2, resnet, "
-                                   "mnv1, squeezenet)")
+            if bounds and args.family not in NETWORK_FAMILIES:
+                raise HarnessError("--max-macs and --min-macs bound the random-weight network families "
+                                   f"({', '.join(NETWORK_FAMILIES)})")
             if bounds.get("min_macs", 0) > bounds.get("max_macs", float("inf")):
                 raise HarnessError(f"--min-macs {args.min_macs:g} is above --max-macs {args.max_macs:g}")
             if args.pairs and not args.like:
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             elif like:
                 from harness.zoo.kernels import build_like
                 m = build_like(args.out, like, args.seed, pairs=args.pairs)
-            elif args.family in ("kernels", "mbv2", "resnet", "mnv1", "squeezenet"):
+            elif args.family in ("kernels", *NETWORK_FAMILIES):
                 from importlib import import_module
 
                 from harness.zoo.synthetic import QUANTIZATIONS
