@@ -170,6 +170,8 @@ def main(argv=None) -> int:
                          "training data; the rest are scored (mean of 10 random draws)")
     add_fit_arguments(ap)
     ap.add_argument("--artifact", type=Path, help="score a saved predictor (train --out DIR) on --data instead")
+    ap.add_argument("--expect-sha256", metavar="HEX",
+                    help="with --artifact: refuse its model.skops unless it has this sha256 (pin an artifact you trust)")
     ap.add_argument("--json", type=Path, help="also write the scores here")
     args = ap.parse_args(argv)
     try:
@@ -188,7 +190,7 @@ def main(argv=None) -> int:
                                                             for fam, r in sorted(by_family.items())))
                 report["repeatability_by_family"] = by_family
         if args.artifact:
-            est, card = store.load(args.artifact)
+            est, card = store.load(args.artifact, expect_sha256=args.expect_sha256)
             m = metrics(df[args.target], est.predict(df[card["features"]]))
             print(f"{args.artifact} on {len(df)} rows: {_fmt(m)}")
             report["artifact"] = m

@@ -3,8 +3,11 @@
 ``DIR/model.skops`` and ``DIR/card.json``. The card records the features, target, library
 versions, the sha256 of every training file and of model.skops, the grouped-CV scores, and for
 the kernel level the kernel kinds and tree descriptors it was fitted on.
-Loading checks the artifact's hash against the card and refuses any type outside an allowlist
-of this package's and scikit-learn's/numpy's estimator types, with one line naming them.
+Loading checks the artifact's hash against the card and refuses every type that skops does not
+trust by default unless it is on an exact list (full names, never a prefix: a prefix such as
+``builtins.`` lets ``builtins.exec`` through, and a model file could run code on load), with one
+line naming the types. The card's hash detects accidents (a truncated or mixed-up file), not an
+attacker, who can rewrite the card too: pin an artifact you trust with ``expect_sha256``.
 """
 from __future__ import annotations
 
@@ -17,7 +20,14 @@ from harness.zoo.graph import sha256_file
 from predictors.features import KIND_LIST
 from predictors.models import TREE_DESCRIPTORS
 
-ALLOWED_PREFIXES = ("predictors.models.", "sklearn.", "numpy.", "builtins.", "collections.")
+# What this package's estimators hold beyond skops' defaults (found by saving every level the CLIs
+# train), plus the plain numpy scalar and dtype classes older skops versions list. No functions.
+TRUSTED_TYPES = frozenset({
+    "predictors.models.ModelLevelRegressor", "predictors.models.KernelLevelRegressor",
+    "predictors.models.BoostedKernelRegressor", "predictors.models.MeasuredKernelRegressor",
+    "sklearn.tree._tree.Tree",
+    "numpy.dtype", "numpy.float64", "numpy.float32", "numpy.int64", "numpy.int32", "numpy.bool_",
+})
 
 
 def versions() -> dict[str, str]:
@@ -47,8 +57,9 @@ def save(out: Path, estimator, card: dict) -> Path:
     return out / "card.json"
 
 
-def load(path: Path):
-    """(estimator, card) from DIR (or DIR/card.json)."""
+def load(path: Path, expect_sha256: str | None = None):
+    """(estimator, card) from DIR (or DIR/card.json). ``expect_sha256``: refuse model.skops unless
+    its sha256 is this one (the card's own hash is no protection against a deliberate change)."""
     import skops.io as sio
     d = Path(path)
     d = d.parent if d.name in ("card.json", "model.skops") else d
@@ -67,13 +78,16 @@ def load(path: Path):
     art = d / card.get("artifact", {}).get("file", "model.skops")
     if not art.exists():
         raise BadInput(f"{art}: missing")
-    if sha256_file(art) != card.get("artifact", {}).get("sha256"):
+    digest = sha256_file(art)
+    if expect_sha256 is not None and digest != expect_sha256.strip().lower():
+        raise BadInput(f"{art}: sha256 is {digest}, not the pinned {expect_sha256}; refusing it")
+    if digest != card.get("artifact", {}).get("sha256"):
         raise BadInput(f"{art}: sha256 differs from card.json: the artifact was changed after training; refusing it")
     try:
         untrusted = sio.get_untrusted_types(file=art)
     except Exception as e:  # skops raises several types on a damaged file
         raise BadInput(f"{art}: not a readable skops file ({type(e).__name__}: {e})") from None
-    bad = [t for t in untrusted if not t.startswith(ALLOWED_PREFIXES)]
+    bad = sorted(t for t in untrusted if t not in TRUSTED_TYPES)
     if bad:
-        raise BadInput(f"{art}: refusing to load unknown types: {', '.join(bad)}")
+        raise BadInput(f"{art}: refusing to load unknown types: {', '.join(bad)} (nothing in it was run)")
     return sio.load(art, trusted=untrusted), card

@@ -4,6 +4,7 @@ and the measurements come from a real local collect."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -836,3 +837,49 @@ def test_repeatability_is_the_ceiling_from_jobs_measured_in_two_campaigns():
     assert r["acc@15%"] == pytest.approx(6 / 8)
     assert repeatability(df[df["campaign_id"] == "a"], "y") is None
     assert repeatability(pd.concat([df[df["campaign_id"] == "a"]] * 2), "y") is None   # the same campaign twice
+
+
+def _tampered_artifact(d: Path, steps) -> None:
+    """A model.skops whose card hash was updated to match: what an attacker who can replace the
+    model can also do."""
+    import skops.io as sio
+    from sklearn.dummy import DummyRegressor
+    from sklearn.pipeline import Pipeline
+    d.mkdir()
+    # a final regressor makes predict() run the transforms before it
+    sio.dump(Pipeline([(f"s{i}", s) for i, s in enumerate(steps)] + [("r", DummyRegressor().fit([[0.0]], [1.0]))]),
+             d / "model.skops")
+    card = {"target": "latency_ms_median", "features": ["m_log_macs"],
+            "artifact": {"file": "model.skops", "sha256": hashlib.sha256((d / "model.skops").read_bytes()).hexdigest()}}
+    (d / "card.json").write_text(json.dumps(card))
+
+
+@pytest.mark.parametrize("variant", ["exec", "eval", "getattr", "numpy-load"])
+def test_tampered_artifact_runs_no_code(measured, tmp_path, variant, capsys):
+    """The artifact of issue 33 (numpy.full_like builds the source, builtins.str and builtins.exec
+    run it) and variants through other builtins and numpy callables: refused by evaluate before
+    any of its code runs (the marker file is never created)."""
+    import builtins
+
+    from sklearn.preprocessing import FunctionTransformer
+    pq, zoo, _ = measured
+    marker = tmp_path / "pwned"
+    src = f"open({str(marker)!r}, 'w').write('x')"
+    make = FunctionTransformer(np.full_like, kw_args={"fill_value": src, "dtype": object, "shape": ()})
+    run = {"exec": builtins.exec, "eval": builtins.eval, "getattr": builtins.getattr, "numpy-load": np.load}[variant]
+    art = tmp_path / "model"
+    _tampered_artifact(art, [make, FunctionTransformer(builtins.str), FunctionTransformer(run)])
+    assert evaluate.main(["--artifact", str(art), "--data", str(pq), "--zoo", str(zoo)]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to load unknown types" in err and "nothing in it was run" in err
+    assert not marker.exists()
+
+
+def test_pinned_artifact(measured, tmp_path, capsys):
+    pq, zoo, _ = measured
+    out = tmp_path / "model"
+    assert train.main(["--data", str(pq), "--zoo", str(zoo), "--target", "latency_ms_median", "--out", str(out)]) == 0
+    digest = hashlib.sha256((out / "model.skops").read_bytes()).hexdigest()
+    assert evaluate.main(["--artifact", str(out), "--data", str(pq), "--zoo", str(zoo), "--expect-sha256", digest]) == 0
+    assert evaluate.main(["--artifact", str(out), "--data", str(pq), "--zoo", str(zoo), "--expect-sha256", "0" * 64]) == 2
+    assert "not the pinned" in capsys.readouterr().err
