@@ -108,6 +108,9 @@ def load_profile(name: str, profiles_dir: Path = PROFILES_DIR) -> Profile:
     for k in ("idle_w", "active_w_per_core"):
         _expect(isinstance(pm.get(k), (int, float)) and pm[k] >= 0, f"{path}: power_model.{k}",
                 "a number of watts >= 0", pm.get(k))
+    bwh = doc.get("battery_wh")
+    _expect(bwh is None or (isinstance(bwh, (int, float)) and not isinstance(bwh, bool) and bwh > 0),
+            f"{path}: battery_wh", "a battery capacity in Wh > 0 (absent: no battery)", bwh)
     return Profile(name, path, hashlib.sha256(path.read_bytes()).hexdigest(), str(doc.get("description", "")),
                    doc["os"], tuple(clusters), pm, doc)
 

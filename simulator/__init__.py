@@ -1,0 +1,1 @@
+"""Trace replay of runtime adaptation policies: traces -> world + belief -> replay -> metrics."""
