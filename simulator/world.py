@@ -152,13 +152,24 @@ class SampleTable:
 
     def at(self, u: np.ndarray, lo: np.ndarray, hi: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Quantile ``u`` [N, C] of every choice, mixed between levels lo and hi [N] by w [N]."""
-        C = self.s.shape[0]
-        ci = np.arange(C)[None, :]
-        i_lo = np.minimum((u * self.n[ci, lo[:, None]]).astype(np.int64), self.n[ci, lo[:, None]] - 1)
-        i_hi = np.minimum((u * self.n[ci, hi[:, None]]).astype(np.int64), self.n[ci, hi[:, None]] - 1)
-        a = self.s[ci, lo[:, None], i_lo]
-        b = self.s[ci, hi[:, None], i_hi]
-        return a + w[:, None] * (b - a)
+        C, L, m = self.s.shape
+        flat = self.s.reshape(-1)
+        cells = (np.arange(C) * L)[None, :]
+        nT = self.n.T                              # [L, C]: row gathers below stay contiguous
+
+        def pick(level):
+            n = nT[level]                          # [N, C]
+            i = (u * n).astype(np.intp)
+            np.minimum(i, n - 1, out=i)
+            i += (cells + level[:, None]) * m
+            return flat[i]
+        a = pick(lo)
+        if (w > 0).any():
+            b = pick(hi)
+            b -= a
+            b *= w[:, None]
+            a += b
+        return a
 
     def quantiles(self, qs: np.ndarray) -> np.ndarray:
         """[C, L, len(qs)] empirical quantiles (linear), for belief tables."""
@@ -293,7 +304,8 @@ def realize(camp: Campaign, world: SampleTable, trace: Trace, *, seed: int, rate
     elif freq:
         not_played.append(f"{freq}: the campaign recorded no CPU frequency to scale from")
     e = np.nan_to_num(camp.energy_mj, nan=0.0)
-    energy = e[:, lo].T + w[:, None] * (e[:, hi].T - e[:, lo].T)
+    eT = e.T                                   # [L, C]: row gathers, contiguous
+    energy = eT[lo] + w[:, None] * (eT[hi] - eT[lo])
     if energy_scale is not None:
         energy = energy * energy_scale
     # the switch's energy: the new choice's power (its energy per ms at the base level) over the load time
