@@ -178,6 +178,71 @@ def predictors_section(run_dir: Path) -> dict:
     raise _Missing(f"{d}: predictor outputs found but this version cannot show them yet")
 
 
+HINDSIGHT = ("oracle", "static-oracle")   # references that plan on the realized world
+
+
+def _replay_dir(run_dir: Path) -> Path | None:
+    for d in (run_dir / "replay", run_dir):
+        if (d / "summary.csv").is_file():
+            return d
+    return None
+
+
+def replay_section(run_dir: Path) -> dict:
+    """The comparison table of every policy per trace, and per trace a timeline of the oracle and
+    the best online policy (files written by python -m simulator.replay; read, not imported)."""
+    import csv
+    import json
+    d = _replay_dir(run_dir)
+    if d is None:
+        raise _Missing("no replay in this run folder: python -m simulator.replay writes one into replay/")
+    with (d / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise _Missing(f"{d / 'summary.csv'}: no rows")
+    run = {}
+    if (d / "run.json").is_file():
+        run = json.loads((d / "run.json").read_text())
+    import pyarrow.parquet as papq
+    steps = None
+    if (d / "steps.parquet").is_file():   # columns as numpy arrays (no pandas in the base install)
+        tab = papq.read_table(d / "steps.parquet", columns=["policy", "trace", "t_s", "candidate_id", "busy_cpus",
+                                                              "latency_ms", "battery_pct"])
+        steps = {c: np.asarray(tab.column(c).to_pylist() if c in ("policy", "trace", "candidate_id")
+                               else tab.column(c).to_numpy(zero_copy_only=False)) for c in tab.column_names}
+    figs, best = [], {}
+    for trace in dict.fromkeys(r["trace"] for r in rows):
+        mine = [r for r in rows if r["trace"] == trace]
+        online = [r for r in mine if r["policy"] not in HINDSIGHT]
+        if online:
+            b = max(online, key=lambda r: float(r["qoe_mean"]))
+            best[trace] = b["policy"]
+        if steps is None:
+            continue
+        show = [p for p in ("oracle", best.get(trace)) if p and any(r["policy"] == p for r in mine)]
+        runs = {}
+        for p in show:
+            m = (steps["trace"] == trace) & (steps["policy"] == p)
+            acc = run.get("accuracy") or {}
+            runs[p] = {"t_s": steps["t_s"][m], "busy_cpus": steps["busy_cpus"][m],
+                       "accuracy": np.array([acc.get(c, np.nan) for c in steps["candidate_id"][m]], float),
+                       "latency_ms": steps["latency_ms"][m], "battery_pct": steps["battery_pct"][m]}
+        if runs:
+            deadline = float(mine[0]["deadline_ms"])
+            figs.append({"src": svg(figures.replay_timeline(trace, runs, deadline,
+                                                            f"{trace}: oracle and the best online policy "
+                                                            f"({best.get(trace, '-')})")),
+                         "alt": f"replay timeline {trace}"})
+    cols = ["trace", "policy", "qoe_mean", "qoe_vs_oracle", "gap_closed", "accuracy_mean", "miss_rate",
+            "latency_ms_p50", "latency_ms_p95", "energy_j", "battery_end_pct", "switches", "decision_us_median",
+            "decision_us_p99"]
+    table = [{c: r.get(c, "") for c in cols} for r in rows]
+    return {"figures": figs, "table": table, "columns": cols, "best": best,
+            "world": run.get("world", rows[0].get("world")), "belief": run.get("belief", rows[0].get("belief")),
+            "rule": run.get("interpolation"), "energy_source": run.get("energy_source"), "seed": rows[0].get("seed"),
+            "qoe": run.get("qoe"), "command": "python -m simulator.replay", "folder": str(d)}
+
+
 def build_report(run_dir: str | Path, out: str | Path | None = None, command: str | None = None) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -190,6 +255,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, command: st
         _section("Energy", lambda: energy_section(data), "energy"),
         _section("Trade-off", lambda: tradeoff_section(data), "tradeoff"),
         _section("Predictors", lambda: predictors_section(run_dir), "predictors"),
+        _section("Replay", lambda: replay_section(run_dir), "replay"),
     ]
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     env.filters["ms"] = lambda x: "-" if x is None else f"{x:.3f}"

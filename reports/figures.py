@@ -120,3 +120,38 @@ def energy_vs_latency(points: dict[str, tuple[np.ndarray, np.ndarray]], title: s
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=10)
     return fig
+
+
+def replay_timeline(trace: str, runs: dict[str, dict], deadline_ms: float, title: str) -> Figure:
+    """One trace's replay, per policy in ``runs`` ({name: {t_s, busy_cpus, accuracy, latency_ms,
+    battery_pct}} arrays): the context, the chosen candidate's accuracy, latency against the
+    deadline, and the battery when there is one. Shared time axis, one labelled line per policy."""
+    has_bat = any(not np.isnan(np.asarray(r["battery_pct"], float)).all() for r in runs.values())
+    n = 4 if has_bat else 3
+    fig = Figure(figsize=(8.0, 1.55 * n + 0.8), dpi=100)
+    fig.subplots_adjust(left=0.11, right=0.98, bottom=0.5 / (1.55 * n + 0.8), top=1 - 0.45 / (1.55 * n + 0.8), hspace=0.35)
+    axes = fig.subplots(n, 1, sharex=True)
+    first = next(iter(runs.values()))
+    axes[0].step(first["t_s"], first["busy_cpus"], where="post", color="#555", lw=1.2)
+    axes[0].set_ylabel("busy CPUs\n(other apps)", fontsize=8)
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
+    for (name, r), col in zip(runs.items(), colors):
+        axes[1].step(r["t_s"], r["accuracy"], where="post", color=col, lw=1.2, label=name)
+        lat = np.asarray(r["latency_ms"], float)
+        axes[2].plot(r["t_s"], lat, ".", ms=2, color=col, alpha=0.6, label=name, rasterized=True)  # thousands of dots
+        if has_bat:
+            axes[3].plot(r["t_s"], r["battery_pct"], color=col, lw=1.2, label=name)
+    axes[1].set_ylabel("chosen model's\naccuracy", fontsize=8)
+    axes[1].legend(fontsize=7, loc="lower left", ncol=len(runs))
+    axes[2].axhline(deadline_ms, color=FLAG, lw=1, ls="--", label=f"deadline {deadline_ms:.3g} ms")
+    axes[2].set_yscale("log")
+    _log(axes[2].yaxis)
+    axes[2].set_ylabel("latency (ms)", fontsize=8)
+    axes[2].legend(fontsize=7, loc="upper left", ncol=len(runs) + 1, markerscale=4)
+    if has_bat:
+        axes[3].set_ylabel("battery (%)", fontsize=8)
+    axes[-1].set_xlabel(f"time in trace {trace} (s)")
+    for ax in axes:
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    return fig

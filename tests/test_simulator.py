@@ -255,3 +255,21 @@ def test_campaign_world_and_belief_halves(campaign):
     mid, lo, hi = b.latency_ms(0.5, 0.5), b.latency_ms(0.0, 0.5), b.latency_ms(1.0, 0.5)
     assert ((mid >= np.minimum(lo, hi) - 1e-12) & (mid <= np.maximum(lo, hi) + 1e-12)).all()
     assert QoE().per_request(np.array([0.9]), np.array([True]), np.array([0.0]), np.array([False]))[0] == -1.0
+
+
+def test_report_replay_section(campaign, tmp_path):
+    """The campaign's report gains a Replay section (table, one timeline per trace, world and
+    belief named); a replay folder alone gives a report too."""
+    import base64
+    import re
+
+    from reports.build import build_report
+    out = campaign / "replay"
+    assert rp.main(["--campaign", str(campaign), "--trace", str(ROOT / "traces" / "local-load1-step.csv"), "-q"]) == 0
+    for html in (build_report(campaign).read_text(), build_report(out, tmp_path / "r.html").read_text()):
+        sec = html[html.index('<section id="replay">'):]
+        sec = sec[: sec.index("</section>")]
+        assert "World</strong>" in sec and "samples:odd-half" in sec and "Belief</strong>" in sec
+        assert sec.count("<tr>") == 1 + len(pol.REGISTRY)
+        imgs = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', sec)
+        assert len(imgs) == 1 and all(b"<svg" in base64.b64decode(i)[:400] for i in imgs)
