@@ -66,7 +66,7 @@ def main() -> int:
     t_static, _ = med(lambda: static_values(real, sc.qoe, sc.deadline_ms, camp.accuracy), args.repeat)
     print(f"static policies, every choice over the whole trace: {real.n * C / t_static / 1e6:.1f} million "
           f"candidate-steps/s ({t_static:.3f} s for {real.n} x {C}; goal >= 10 million)")
-    env = rp._env(camp, bel, sc, real.n_periods, False)
+    env = rp._env(camp, bel, sc, real.n_periods, None)
 
     def run(name, r=real, e=env):
         p = pol.make(name)
@@ -80,15 +80,13 @@ def main() -> int:
     # a battery that the costliest plan would empty halfway: the oracle must price energy
     worst_j = real.energy_mj.max(axis=1).sum() / 1e3
     breal = build(battery_wh=worst_j / 2 / 3600)
-    benv = rp._env(camp, bel, sc, breal.n_periods, True)
     t_ob, out = med(lambda: solve(breal, sc.qoe, sc.deadline_ms, camp.accuracy), max(1, args.repeat // 2))
     print(f"oracle, battery that can run out ({worst_j / 2:.1f} J): {t_ob:.3f} s (exact: {out['exact']})")
     print("decision time per policy (us), on this trace:")
     for name in pol.REGISTRY:
-        _, (st, timing) = med(lambda n=name: run(n, breal if n == "oracle-battery" else real, env), 1)
+        _, (st, timing) = med(lambda n=name: run(n), 1)
         print(f"  {name:16s} median {timing['decision_us_median']:7.2f}  p99 {timing['decision_us_p99']:7.2f}  "
               f"plan {timing['wall_plan_s']:.3f} s")
-    del benv
     return 0
 
 

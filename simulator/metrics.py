@@ -2,10 +2,12 @@
 
 QoE of one request (weights in a small YAML, ``--qoe FILE``; no constant term):
 
-    qoe = accuracy x acc(candidate) x on_time - miss x late - energy_per_mj x energy_mj - switch x switched
+    qoe = accuracy x acc(candidate) x (on_time + late_credit x late) - miss x late
+          - energy_per_mj x energy_mj - switch x switched
 
-A request answered after its deadline earns no accuracy and costs ``miss`` (default 1.0: about
-what a correct answer earns). A request not served (the battery is empty) scores 0.
+By default a request answered after its deadline earns no accuracy (``late_credit`` 0: a hard
+deadline) and costs ``miss`` (1.0: about what a correct answer earns). A request not served (the
+battery is empty) scores 0.
 """
 from __future__ import annotations
 
@@ -23,12 +25,32 @@ class QoE:
     miss: float = 1.0            # lost per answer after the deadline
     energy_per_mj: float = 0.01  # lost per mJ the request used (its inference, and a switch's load)
     switch: float = 0.01         # lost per model switch (on top of its load time and energy)
+    late_credit: float = 0.0     # share of the accuracy a late answer still earns (0: a hard deadline)
 
     def per_request(self, acc: np.ndarray, missed: np.ndarray, energy_mj: np.ndarray, switched: np.ndarray) -> np.ndarray:
-        return self.accuracy * acc * ~missed - self.miss * missed - self.energy_per_mj * energy_mj - self.switch * switched
+        credit = np.where(missed, self.late_credit, 1.0) if self.late_credit else ~missed
+        return self.accuracy * acc * credit - self.miss * missed - self.energy_per_mj * energy_mj - self.switch * switched
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+USERS = Path(__file__).resolve().parent / "users"
+
+
+def users() -> list[str]:
+    """The simulated users shipped with the project (simulator/users/*.yaml)."""
+    return sorted(p.stem for p in USERS.glob("*.yaml"))
+
+
+def load_user(name_or_path: str) -> QoE:
+    """A simulated user's QoE weights: a shipped profile's name, or a YAML file of weights."""
+    p = USERS / f"{name_or_path}.yaml"
+    if p.is_file():
+        return load_qoe(p)
+    if Path(name_or_path).is_file():
+        return load_qoe(name_or_path)
+    raise BadInput(f"--user: {name_or_path!r} is neither a shipped profile ({', '.join(users())}) nor a file")
 
 
 def load_qoe(path: str | Path | None) -> QoE:
@@ -56,7 +78,7 @@ def load_qoe(path: str | Path | None) -> QoE:
 SUMMARY_COLUMNS = (
     "policy", "trace", "qoe_mean", "qoe_vs_oracle", "gap_closed", "accuracy_mean", "miss_rate", "latency_ms_p50",
     "latency_ms_p95", "energy_j", "battery_end_pct", "battery_empty_s", "switches", "requests", "outside_grid_frac",
-    "held_frac", "deadline_ms", "rate_hz", "seed", "world", "belief", "oracle_exact",
+    "held_frac", "deadline_ms", "rate_hz", "seed", "user", "world", "belief", "oracle_exact",
     "decision_us_median", "decision_us_p99", "decision_us_max", "wall_plan_s", "wall_s")
 
 

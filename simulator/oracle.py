@@ -144,8 +144,8 @@ class Oracle:
     def reset(self, env, rng) -> None:
         self.env = env
 
-    def plan(self, real: Realization) -> None:
-        out = solve(real, self.env.qoe, self.env.deadline_ms, self.env.accuracy)
+    def plan(self, real: Realization, qoe) -> None:
+        out = solve(real, qoe, self.env.deadline_ms, self.env.accuracy)
         self.plan_, self.bound_, self.exact_ = out["plan"], out["bound"], out["exact"]
 
     def decide(self, obs) -> int:
@@ -160,8 +160,8 @@ class StaticOracle:
     def reset(self, env, rng) -> None:
         self.env = env
 
-    def plan(self, real: Realization) -> None:
-        self.choice_ = int(np.argmax(static_values(real, self.env.qoe, self.env.deadline_ms, self.env.accuracy)))
+    def plan(self, real: Realization, qoe) -> None:
+        self.choice_ = int(np.argmax(static_values(real, qoe, self.env.deadline_ms, self.env.accuracy)))
 
     def decide(self, obs) -> int:
         return self.choice_

@@ -28,7 +28,7 @@ from harness import __version__
 from harness.errors import BadInput, HarnessError
 from simulator import belief as beliefs
 from simulator import policies as pol
-from simulator.metrics import SUMMARY_COLUMNS, QoE, add_ratios, load_qoe, summarize
+from simulator.metrics import SUMMARY_COLUMNS, QoE, add_ratios, load_qoe, load_user, summarize
 from simulator.traces import Trace, read_trace, shipped_traces
 from simulator.world import (
     Campaign,
@@ -45,7 +45,6 @@ from simulator.world import (
 
 RULE = ("cpu_load_pct/100 x target CPUs = busy CPUs (background_load: busy processes); latency = the same quantile "
         "of the two nearest measured levels' samples, mixed linearly; beyond the levels: the nearest, flagged outside_grid")
-DEFAULT_POLICIES = ("oracle", "static-oracle", "static-belief", "greedy")
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,14 @@ class Scenario:
     load_column: str | None = None
     seed: int = 0
     battery_wh: float | None = None
-    qoe: QoE = field(default_factory=QoE)
+    qoe: QoE = field(default_factory=QoE)      # what every policy is scored with
+    user: str | None = None                    # a simulated user: qoe is theirs, hidden from the policies
+
+
+def plan_qoe(sc: Scenario) -> QoE:
+    """The weights policies plan with: the stated ones, or the defaults when a simulated user's
+    are hidden from them (a bandit learns them from the QoE it observes)."""
+    return QoE() if sc.user else sc.qoe
 
 
 def default_deadline_ms(camp: Campaign) -> float:
@@ -73,16 +79,20 @@ def newest_campaign(runs: Path = Path("runs")) -> Path:
     return found[-1]
 
 
-def _env(camp: Campaign, belief, sc: Scenario, n_periods: int, has_battery: bool) -> pol.Env:
+def _env(camp: Campaign, belief, sc: Scenario, n_periods: int, capacity_mj: float | None) -> pol.Env:
     return pol.Env(camp.labels, [c for c, _ in camp.choices], np.array([t for _, t in camp.choices]), camp.accuracy,
-                   belief, sc.deadline_ms, sc.qoe, sc.decide_every_s, sc.rate_hz, n_periods, has_battery)
+                   belief, sc.deadline_ms, plan_qoe(sc), sc.decide_every_s, sc.rate_hz, n_periods,
+                   capacity_mj is not None, list(camp.knobs) or [{"threads": t} for _, t in camp.choices], capacity_mj)
 
 
 _EMPTY, _EMPTY_I, _EMPTY_B = np.empty(0), np.empty(0, np.int64), np.empty(0, bool)
 
 
-def run_policy(real: Realization, env: pol.Env, policy, load_col: str | None, cpu_count: int) -> tuple[dict, dict]:
-    """THE replay loop: one policy over one realized trace. Returns (per-request arrays, timings)."""
+def run_policy(real: Realization, env: pol.Env, policy, load_col: str | None, cpu_count: int,
+               score: QoE | None = None) -> tuple[dict, dict]:
+    """THE replay loop: one policy over one realized trace, scored with ``score`` (default: the
+    weights the policy plans with). Returns (per-request arrays, timings)."""
+    score = score or env.qoe
     K, tr = real.n_periods, real.trace
     t_dec = real.t0 + np.arange(K) * real.decide_every_s
     rows = tr.row_at(t_dec)
@@ -95,7 +105,7 @@ def run_policy(real: Realization, env: pol.Env, policy, load_col: str | None, cp
     t_wall = time.perf_counter()
     t_plan = 0.0
     if getattr(policy, "hindsight", False):
-        policy.plan(real)
+        policy.plan(real, score)   # hindsight knows everything, the user's weights too
         t_plan = time.perf_counter() - t_wall
     choices = np.empty(K, np.int64)
     dec_ns = np.empty(K, np.int64)
@@ -130,7 +140,7 @@ def run_policy(real: Realization, env: pol.Env, policy, load_col: str | None, cp
             i0, i1 = starts[k], starts[k + 1]
             sw = np.zeros(i1 - i0, bool)
             sw[:1] = cur >= 0 and c != cur   # the first request after a switch pays its load
-            part = serve(real, i0, i1, np.full(i1 - i0, c, np.int64), sw, env.qoe, env.deadline_ms, env.accuracy, state)
+            part = serve(real, i0, i1, np.full(i1 - i0, c, np.int64), sw, score, env.deadline_ms, env.accuracy, state)
             for key, arr in full.items():
                 arr[i0:i1] = part[key]
         cur = int(c)
@@ -138,7 +148,7 @@ def run_policy(real: Realization, env: pol.Env, policy, load_col: str | None, cp
         steps = full
     else:   # the same serving, for all requests at once once the decisions are known
         from simulator.oracle import replay_plan
-        steps = replay_plan(real, choices, env.qoe, env.deadline_ms, env.accuracy)
+        steps = replay_plan(real, choices, score, env.deadline_ms, env.accuracy)
     steps["switches"] = int(steps["switched"].sum())
     us = dec_ns / 1e3
     timing = {"decision_us_median": float(np.median(us)) if K else float("nan"),
@@ -163,13 +173,14 @@ def replay(camp: Campaign, traces: list[Trace], names: list[str], sc: Scenario, 
             raise BadInput(f"{tr.path}: no request arrives during the trace (rate {sc.rate_hz}/s over {tr.duration_s} s)")
         notes[tr.name] = {"load_column": lc, "not_played": real.not_played, "requests": real.n,
                           "outside_grid_frac": float(real.outside.mean()), "sha256": tr.sha256, "path": str(tr.path)}
-        env = _env(camp, belief, sc, real.n_periods, real.capacity_mj is not None)
+        env = _env(camp, belief, sc, real.n_periods, real.capacity_mj)
+        score = sc.qoe
         for name in names:
             p = pol.make(name, (policy_args or {}).get(name))
             p.reset(env, np.random.default_rng([int(sc.seed), 7]))
-            st, timing = run_policy(real, env, p, lc, camp.cpu_count)
+            st, timing = run_policy(real, env, p, lc, camp.cpu_count, score)
             row = {"policy": name, "trace": tr.name, **summarize(st, real, sc.deadline_ms), "rate_hz": sc.rate_hz,
-                   "seed": sc.seed, "world": f"samples:odd-half of {camp.campaign_id}/{camp.target}",
+                   "seed": sc.seed, "user": sc.user, "world": f"samples:odd-half of {camp.campaign_id}/{camp.target}",
                    "belief": belief.kind, "oracle_exact": getattr(p, "exact_", None), **timing}
             if name == "oracle":
                 notes[tr.name]["oracle_bound_qoe_mean"] = p.bound_ / real.n
@@ -184,7 +195,8 @@ def replay(camp: Campaign, traces: list[Trace], names: list[str], sc: Scenario, 
             "world": f"samples:odd-half of {camp.campaign_id}/{camp.target}", "belief": belief.kind,
             "interpolation": RULE, "battery_wh": battery_wh, "seed": sc.seed, "deadline_ms": sc.deadline_ms,
             "rate_hz": sc.rate_hz, "rate_column": sc.rate_column, "decide_every_s": sc.decide_every_s,
-            "qoe": sc.qoe.as_dict(), "policies": names, "policy_args": policy_args or {}, "traces": notes,
+            "qoe": sc.qoe.as_dict(), "user": sc.user, "plan_qoe": plan_qoe(sc).as_dict(), "policies": names,
+            "policy_args": policy_args or {}, "traces": notes,
             "campaign_notes": list(camp.notes), "harness_version": __version__}
     return rows, steps_all, prov
 
@@ -281,8 +293,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0, help="seed of the world's draws (default: 0)")
     ap.add_argument("--battery-wh", type=_positive("--battery-wh"),
                     help="battery capacity (default: the device profile's battery_wh; none: no battery)")
-    ap.add_argument("--qoe", type=Path, help="YAML of QoE weights: accuracy, miss, energy_per_mj, switch")
+    qo = ap.add_mutually_exclusive_group()
+    qo.add_argument("--qoe", type=Path, help="YAML of QoE weights (accuracy, miss, energy_per_mj, switch), known to the policies")
+    qo.add_argument("--user", help="a simulated user (a shipped profile: accuracy-first, deadline-strict, battery-saver; or a "
+                                   "YAML of weights): every policy is scored with its weights, which the policies are not told")
     ap.add_argument("--belief-campaign", type=Path, help="plan with this campaign's measurements (another device's)")
+    ap.add_argument("--plugin", type=Path, action="append", default=[],
+                    help="a Python file of yours that adds policies to simulator.policies.REGISTRY (docs/simulator.md)")
     ap.add_argument("--out", type=Path, help="output folder, replaced (default: CAMPAIGN/replay/)")
     ap.add_argument("--quiet", "-q", action="store_true", help="print only the summary table")
     return ap
@@ -299,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    for f in args.plugin:   # the user's own code, run as they asked
+        if not f.is_file():
+            raise BadInput(f"--plugin {f}: no such file")
+        import runpy
+        runpy.run_path(str(f))
     names = list(pol.REGISTRY) if args.policy == "all" else [p.strip() for p in args.policy.split(",") if p.strip()]
     unknown = [n for n in names if n not in pol.REGISTRY]
     if unknown or not names:
@@ -315,7 +337,8 @@ def _main(args) -> int:
         raise BadInput("--trace: two traces share a file name; rename one")
     sc = Scenario(deadline_ms=args.deadline_ms or default_deadline_ms(camp), rate_hz=args.rate_hz,
                   rate_column=args.rate_column, decide_every_s=args.decide_every, load_column=args.load_column,
-                  seed=args.seed, battery_wh=args.battery_wh, qoe=load_qoe(args.qoe))
+                  seed=args.seed, battery_wh=args.battery_wh,
+                  qoe=load_user(args.user) if args.user else load_qoe(args.qoe), user=args.user)
     bel = beliefs.from_campaign(camp, load_campaign(args.belief_campaign)) if args.belief_campaign else None
     log(f"replay: campaign {camp.campaign_id} on {camp.target} ({len(camp.choices)} choices, background levels "
         f"{camp.levels.tolist()}), {len(traces)} trace(s), deadline {sc.deadline_ms:.4g} ms, {sc.rate_hz:g} req/s, "

@@ -321,6 +321,7 @@ def write_trace(out: Path, t: np.ndarray, cols: dict[str, np.ndarray], units: di
         vals += ["" if np.isnan(cols[c][i]) else f"{cols[c][i]:.10g}" for c in names]
         lines.append(",".join(vals))
     doc = {"schema_version": TRACE_SCHEMA_VERSION, "kind": "context-trace", "file": out.name, "rows": len(t),
+           "period_s": float(np.median(np.diff(t))) if len(t) > 1 else None,
            "columns": ["t_s", *names], "units": {"t_s": "s", **{c: units[c] for c in names}}, **manifest}
     tmp = out.with_name(out.name + ".part")
     tmp.write_text("\n".join(lines) + "\n")

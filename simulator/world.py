@@ -46,6 +46,7 @@ class Campaign:
     battery_wh: float | None
     freq_mhz: float | None
     notes: tuple[str, ...] = ()
+    knobs: tuple[dict, ...] = ()          # [C] the zoo's compression knobs of each choice, and its threads
 
     @property
     def labels(self) -> list[str]:
@@ -101,7 +102,7 @@ def load_campaign(run_dir: str | Path, target: str | None = None) -> Campaign:
     notes = []
     levels = np.array(sorted({int(r["background_load"]) for r in rows}))
     by = {(r["candidate_id"], int(r["threads"]), int(r["background_load"])): r for r in rows}
-    choices, acc, samples, energy, switch = [], [], [], [], []
+    choices, acc, samples, energy, switch, knobs = [], [], [], [], [], []
     no_acc = sorted({c for c, _, _ in by if cands.get(c, {}).get("accuracy") is None})
     if no_acc:
         notes.append(f"left out (no accuracy in the zoo manifest): {', '.join(no_acc)}")
@@ -113,6 +114,7 @@ def load_campaign(run_dir: str | Path, target: str | None = None) -> Campaign:
             incomplete.append(f"{c}@{th}t")
             continue
         choices.append((c, th))
+        knobs.append({**(cands[c].get("knobs") or {}), "threads": th})
         acc.append(float(cands[c]["accuracy"]))
         samples.append(tuple(np.asarray(raw[(target, c, th, int(b))], float) for b in levels))
         energy.append([by[(c, th, int(b))]["energy_mj"] if by[(c, th, int(b))]["energy_mj"] is not None else np.nan
@@ -134,7 +136,7 @@ def load_campaign(run_dir: str | Path, target: str | None = None) -> Campaign:
     return Campaign(run_dir, cid, target, tinfo["profile"], int((tinfo.get("info") or {}).get("cpu_count") or 1),
                     f"{rows[0]['runtime']} {rows[0]['runtime_version']}", tuple(choices), np.asarray(acc),
                     levels, tuple(samples), np.asarray(energy, float), ",".join(sources) or "none",
-                    np.asarray(switch), battery, float(np.median(freqs)) if freqs else None, tuple(notes))
+                    np.asarray(switch), battery, float(np.median(freqs)) if freqs else None, tuple(notes), tuple(knobs))
 
 
 class SampleTable:

@@ -32,12 +32,13 @@ class Env:
     accuracy: np.ndarray
     belief: Belief
     deadline_ms: float
-    qoe: QoE
+    qoe: QoE                   # the weights the policy plans with (a simulated user's are hidden: defaults)
     decide_every_s: float
     rate_hz: float
     n_periods: int
     has_battery: bool
-    knobs: list[dict] = field(default_factory=list)
+    knobs: list[dict] = field(default_factory=list)    # per choice: the zoo's knobs and threads
+    capacity_mj: float | None = None                   # the battery's capacity (the device knows it)
 
     @property
     def n_choices(self) -> int:
@@ -76,8 +77,16 @@ class Policy(Protocol):
 
 def _registry() -> dict[str, type]:
     from simulator.oracle import Oracle, StaticOracle
+    from simulator.policies.adaspring import AdaSpring
+    from simulator.policies.alert import Alert
+    from simulator.policies.bandit import LinUCB
+    from simulator.policies.battery import BatteryAware
+    from simulator.policies.hysteresis import GreedyHysteresis
+    from simulator.policies.mpc import MPC
     from simulator.policies.reference import Greedy, StaticBelief
-    return {"oracle": Oracle, "static-oracle": StaticOracle, "static-belief": StaticBelief, "greedy": Greedy}
+    return {"oracle": Oracle, "static-oracle": StaticOracle, "static-belief": StaticBelief, "greedy": Greedy,
+            "greedy-hysteresis": GreedyHysteresis, "alert": Alert, "mpc": MPC, "adaspring": AdaSpring,
+            "linucb": LinUCB, "battery-aware": BatteryAware}
 
 
 REGISTRY: dict[str, type] = _registry()

@@ -8,7 +8,8 @@ def expected_qoe(env, busy: float) -> np.ndarray:
     """[C] QoE per request that belief expects at this load, queueing aside."""
     b, q = env.belief, env.qoe
     p = b.p_meet(busy, env.deadline_ms)
-    return q.accuracy * env.accuracy * p - q.miss * (1 - p) - q.energy_per_mj * b.energy_mj(busy)
+    return (q.accuracy * env.accuracy * (p + q.late_credit * (1 - p)) - q.miss * (1 - p)
+            - q.energy_per_mj * b.energy_mj(busy))
 
 
 class StaticBelief:
@@ -42,6 +43,15 @@ class Greedy:
         ok = lat <= self.env.deadline_ms
         if not ok.any():
             return int(np.argmin(lat))
-        # lexicographic: accuracy first, then latency
-        score = np.where(ok, self.order_acc * 1e6 - lat, -np.inf)
-        return int(np.argmax(score))
+        idx = np.flatnonzero(ok)   # the most accurate, then the fastest
+        top = idx[self.order_acc[idx] == self.order_acc[idx].max()]
+        return int(top[np.argmin(lat[top])])
+
+
+def switch_cost(env, busy: float) -> np.ndarray:
+    """[C] QoE a switch into each choice costs by belief: its penalty, its load's energy, and the
+    first request after it missing when load time + latency passes the deadline."""
+    b, q = env.belief, env.qoe
+    late = (b.switch_ms + b.mean_ms(busy)) > env.deadline_ms
+    power = b.energy_mj(busy) / np.maximum(b.mean_ms(busy), 1e-9)
+    return q.switch + q.energy_per_mj * power * b.switch_ms + late * (q.miss + q.accuracy * env.accuracy * (1 - q.late_credit))
