@@ -207,7 +207,7 @@ def replay_section(run_dir: Path) -> dict:
     steps = None
     if (d / "steps.parquet").is_file():   # columns as numpy arrays (no pandas in the base install)
         tab = papq.read_table(d / "steps.parquet", columns=["policy", "trace", "t_s", "candidate_id", "busy_cpus",
-                                                              "latency_ms", "battery_pct"])
+                                                              "latency_ms", "battery_pct", "qoe"])
         steps = {c: np.asarray(tab.column(c).to_pylist() if c in ("policy", "trace", "candidate_id")
                                else tab.column(c).to_numpy(zero_copy_only=False)) for c in tab.column_names}
     figs, best = [], {}
@@ -230,17 +230,67 @@ def replay_section(run_dir: Path) -> dict:
         if runs:
             deadline = float(mine[0]["deadline_ms"])
             figs.append({"src": svg(figures.replay_timeline(trace, runs, deadline,
-                                                            f"{trace}: oracle and the best online policy "
+                                                            f"{figures.short(trace)}: oracle and the best online policy "
                                                             f"({best.get(trace, '-')})")),
                          "alt": f"replay timeline {trace}"})
+    extra = []
+    if steps is not None:
+        extra = _policy_figures(rows, steps, run)
+    board = _scoreboard(rows)
     cols = ["trace", "policy", "qoe_mean", "qoe_vs_oracle", "gap_closed", "accuracy_mean", "miss_rate",
             "latency_ms_p50", "latency_ms_p95", "energy_j", "battery_end_pct", "switches", "decision_us_median",
             "decision_us_p99"]
     table = [{c: r.get(c, "") for c in cols} for r in rows]
-    return {"figures": figs, "table": table, "columns": cols, "best": best,
+    return {"figures": figs + extra, "table": table, "columns": cols, "best": best, "board": board,
+            "user": run.get("user"),
             "world": run.get("world", rows[0].get("world")), "belief": run.get("belief", rows[0].get("belief")),
             "rule": run.get("interpolation"), "energy_source": run.get("energy_source"), "seed": rows[0].get("seed"),
             "qoe": run.get("qoe"), "command": "python -m simulator.replay", "folder": str(d)}
+
+
+def _scoreboard(rows: list[dict]) -> list[dict]:
+    """Per policy, the mean over traces of what the comparison table shows, best first."""
+    def mean(vals):
+        v = [float(x) for x in vals if x not in ("", None)]
+        return float(np.mean(v)) if v else None
+    out = []
+    for p in dict.fromkeys(r["policy"] for r in rows):
+        mine = [r for r in rows if r["policy"] == p]
+        out.append({"policy": p, "traces": len(mine), **{k: mean(r.get(k) for r in mine) for k in
+                    ("qoe_vs_oracle", "gap_closed", "qoe_mean", "miss_rate", "energy_j", "switches", "decision_us_median",
+                     "decision_us_p99")}})
+    return sorted(out, key=lambda r: -(r["qoe_mean"] if r["qoe_mean"] is not None else -1e9))
+
+
+def _policy_figures(rows: list[dict], steps: dict, run: dict, most: int = 3) -> list[dict]:
+    """Per-policy choice timelines for the traces whose load moves most (at most ``most``), and with
+    a simulated user, every policy's regret against the best single choice in hindsight."""
+    acc = run.get("accuracy") or {}
+    figs = []
+    traces = list(dict.fromkeys(r["trace"] for r in rows))
+    spread = {}
+    for t in traces:
+        m = steps["trace"] == t
+        b = steps["busy_cpus"][m]
+        spread[t] = float(np.ptp(b)) if len(b) else 0.0
+    for t in sorted(traces, key=lambda x: -spread[x])[:most]:
+        m = steps["trace"] == t
+        pols = [r["policy"] for r in rows if r["trace"] == t and r["policy"] != "static-oracle"]
+        runs = {}
+        for p in pols:
+            mp = m & (steps["policy"] == p)
+            runs[p] = (steps["t_s"][mp], np.array([acc.get(c, np.nan) for c in steps["candidate_id"][mp]], float))
+        first = m & (steps["policy"] == pols[0])
+        figs.append({"src": svg(figures.policy_choices(t, steps["t_s"][first], steps["busy_cpus"][first], runs,
+                                                       f"{figures.short(t)}: the model each policy chose")),
+                     "alt": f"choices per policy {t}"})
+        if run.get("user") and any(r["policy"] == "static-oracle" for r in rows if r["trace"] == t):
+            ref = steps["qoe"][m & (steps["policy"] == "static-oracle")]
+            curves = {p: (steps["t_s"][m & (steps["policy"] == p)], np.cumsum(ref - steps["qoe"][m & (steps["policy"] == p)]))
+                      for p in pols if p != "oracle"}
+            figs.append({"src": svg(figures.regret(t, curves, f"{figures.short(t)}: regret against the best single choice for "
+                                                              f"user {run['user']}")), "alt": f"regret {t}"})
+    return figs
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None, command: str | None = None) -> Path:

@@ -122,6 +122,11 @@ def energy_vs_latency(points: dict[str, tuple[np.ndarray, np.ndarray]], title: s
     return fig
 
 
+def short(name: str, n: int = 28) -> str:
+    """A trace name short enough for a title (imported phone traces are named by a 32-digit id)."""
+    return name if len(name) <= n else name[: n - 1] + "\u2026"
+
+
 def replay_timeline(trace: str, runs: dict[str, dict], deadline_ms: float, title: str) -> Figure:
     """One trace's replay, per policy in ``runs`` ({name: {t_s, busy_cpus, accuracy, latency_ms,
     battery_pct}} arrays): the context, the chosen candidate's accuracy, latency against the
@@ -129,7 +134,7 @@ def replay_timeline(trace: str, runs: dict[str, dict], deadline_ms: float, title
     has_bat = any(not np.isnan(np.asarray(r["battery_pct"], float)).all() for r in runs.values())
     n = 4 if has_bat else 3
     fig = Figure(figsize=(8.0, 1.55 * n + 0.8), dpi=100)
-    fig.subplots_adjust(left=0.11, right=0.98, bottom=0.5 / (1.55 * n + 0.8), top=1 - 0.45 / (1.55 * n + 0.8), hspace=0.35)
+    fig.subplots_adjust(left=0.11, right=0.98, bottom=0.5 / (1.55 * n + 0.8), top=1 - 0.45 / (1.55 * n + 0.8), hspace=0.12)
     axes = fig.subplots(n, 1, sharex=True)
     first = next(iter(runs.values()))
     axes[0].step(first["t_s"], first["busy_cpus"], where="post", color="#555", lw=1.2)
@@ -150,8 +155,45 @@ def replay_timeline(trace: str, runs: dict[str, dict], deadline_ms: float, title
     axes[2].legend(fontsize=7, loc="upper left", ncol=len(runs) + 1, markerscale=4)
     if has_bat:
         axes[3].set_ylabel("battery (%)", fontsize=8)
-    axes[-1].set_xlabel(f"time in trace {trace} (s)")
+    axes[-1].set_xlabel(f"time in trace {short(trace)} (s)")
     for ax in axes:
         ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def policy_choices(trace: str, t_s, busy, runs: dict[str, tuple], title: str) -> Figure:
+    """Small multiples: the context on top, then one row per policy with the accuracy of the model
+    it chose over time (each row labelled with the policy's name)."""
+    n = len(runs) + 1
+    fig = Figure(figsize=(8.0, 0.75 * n + 0.9), dpi=100)
+    fig.subplots_adjust(left=0.2, right=0.98, bottom=0.55 / (0.75 * n + 0.9), top=1 - 0.4 / (0.75 * n + 0.9), hspace=0.15)
+    axes = fig.subplots(n, 1, sharex=True)
+    axes[0].step(t_s, busy, where="post", color="#555", lw=1)
+    axes[0].set_ylabel("busy CPUs", fontsize=7, rotation=0, ha="right", va="center")
+    lo = min(float(np.nanmin(a)) for _, a in runs.values())
+    hi = max(float(np.nanmax(a)) for _, a in runs.values())
+    for ax, (name, (t, acc)) in zip(axes[1:], runs.items()):
+        ax.step(t, acc, where="post", lw=1.1, color="#1f77b4")
+        ax.set_ylim(lo - 0.02, hi + 0.02)
+        ax.set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+    for ax in axes:
+        ax.tick_params(labelsize=6)
+    axes[-1].set_xlabel(f"time in trace {short(trace)} (s); rows: the chosen model's accuracy")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def regret(trace: str, curves: dict[str, tuple], title: str) -> Figure:
+    """Cumulative QoE lost against the best single choice in hindsight, one labelled line per
+    policy: a learner's flattens as it finds what the user wants."""
+    fig = _fig(7.5, 3.4)
+    ax = fig.add_subplot()
+    for name, (t, r) in curves.items():
+        ax.plot(t, r, lw=1.2, label=name)
+    ax.axhline(0, color="#999", lw=0.8)
+    ax.set_xlabel(f"time in trace {short(trace)} (s)")
+    ax.set_ylabel("cumulative regret (QoE)")
+    ax.legend(fontsize=7, ncol=3)
+    ax.set_title(title, fontsize=10)
     return fig

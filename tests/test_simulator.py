@@ -270,6 +270,6 @@ def test_report_replay_section(campaign, tmp_path):
         sec = html[html.index('<section id="replay">'):]
         sec = sec[: sec.index("</section>")]
         assert "World</strong>" in sec and "samples:odd-half" in sec and "Belief</strong>" in sec
-        assert sec.count("<tr>") == 1 + len(pol.REGISTRY)
+        assert sec.count("<tr>") == 2 * (1 + len(pol.REGISTRY))      # the scoreboard and the per-trace table
         imgs = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', sec)
-        assert len(imgs) == 1 and all(b"<svg" in base64.b64decode(i)[:400] for i in imgs)
+        assert len(imgs) == 2 and all(b"<svg" in base64.b64decode(i)[:400] for i in imgs)   # timeline, choices

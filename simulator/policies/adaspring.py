@@ -1,6 +1,7 @@
 """adaspring (after AdaSpring, Liu et al., IMWUT'21): a runtime search over the zoo's compression
 knobs (width, depth, resolution, quantization, and threads) for the most accurate configuration
-that belief says meets the latency deadline and the energy budget, the budget tightened as the
+that belief says meets the latency deadline (its ``q`` quantile: 0.99 by default, as a miss costs
+about what a correct answer earns) and the energy budget, the budget tightened as the
 battery runs low. Hill-climbing from the current configuration through configurations one knob
 apart, plus ``restarts`` random starts; belief answers for the current load by interpolating
 between the levels each configuration was measured at. Choices without knobs are scanned whole."""
@@ -12,7 +13,7 @@ import numpy as np
 class AdaSpring:
     observes = True
 
-    def __init__(self, q: float = 0.9, energy_budget_mj: float | None = None, battery_reserve_pct: float = 30.0,
+    def __init__(self, q: float = 0.99, energy_budget_mj: float | None = None, battery_reserve_pct: float = 30.0,
                  restarts: int = 2):
         if not 0 <= q <= 1 or restarts < 0:
             raise ValueError("q: expected a quantile in [0, 1]; restarts: >= 0")
