@@ -47,6 +47,25 @@ _BUSY = (
 )
 
 
+# A busy process at a duty cycle: busy for duty x 50 ms, idle for the rest; a new duty arrives as a
+# line on its stdin (no restart: starting Python is itself load); it exits with its parent.
+_DUTY = (
+    "import os, select, sys, time\n"
+    "p, duty = int(sys.argv[1]), float(sys.argv[2])\n"
+    "while os.getppid() == p:\n"
+    "    if select.select([sys.stdin], [], [], 0)[0]:\n"
+    "        line = sys.stdin.readline()\n"
+    "        if not line:\n"
+    "            break\n"
+    "        duty = float(line)\n"
+    "    t0 = time.monotonic()\n"
+    "    while time.monotonic() - t0 < duty * 0.05:\n"
+    "        pass\n"
+    "    if duty < 1.0:\n"
+    "        time.sleep(0.05 * (1.0 - duty))\n"
+)
+
+
 def _first_line(e):
     """An exception as one line: its message's first line, or its type when the message is empty."""
     return str(e).splitlines()[0] if str(e).strip() else type(e).__name__
@@ -499,6 +518,135 @@ def stop_background_load(procs):
             p.wait()
 
 
+class LiveLoad(object):
+    """Other apps' load played back: ``busy`` CPUs as one process per CPU slot, slot i at duty
+    min(1, max(0, busy - i)), each pinned to one CPU from the last CPU down. Processes are started
+    once and told new duties through a pipe."""
+
+    def __init__(self):
+        self.procs = []     # [(Popen, cpu)], slot order
+        self.duty = []
+        self.busy = 0.0
+
+    def _slot(self, i):
+        while len(self.procs) <= i:
+            pr = subprocess.Popen([sys.executable, "-c", _DUTY, str(os.getpid()), "0.0"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, universal_newlines=True)
+            try:
+                cpus = sorted(os.sched_getaffinity(0))
+                os.sched_setaffinity(pr.pid, {cpus[-1 - (len(self.procs) % len(cpus))]})
+            except (AttributeError, OSError):
+                pass
+            self.procs.append((pr, None))
+            self.duty.append(0.0)
+
+    def set(self, busy):
+        busy = max(0.0, float(busy))
+        n = int(busy + 0.999) if busy >= 0.02 else 0
+        for i in range(max(n, len(self.procs))):
+            d = min(1.0, max(0.0, busy - i))
+            d = 0.0 if d < 0.02 else d
+            if i >= len(self.procs) and d == 0.0:
+                continue
+            self._slot(i)
+            if abs(d - self.duty[i]) >= 0.01:
+                try:
+                    self.procs[i][0].stdin.write("%r\n" % d)
+                    self.procs[i][0].stdin.flush()
+                except (OSError, ValueError):
+                    pass
+                self.duty[i] = d
+        self.busy = busy
+
+    def stop(self):
+        for pr, _ in self.procs:
+            try:
+                pr.stdin.close()
+            except (OSError, ValueError):
+                pass
+        stop_background_load(self.procs)
+        self.procs, self.duty = [], []
+        self.busy = 0.0
+
+    def pids(self):
+        return [pr.pid for pr, _ in self.procs]
+
+
+class LiveServer(object):
+    """Serves a policy's choices on the device's clock, one decision period per request: the
+    period's requests at their arrival offsets, one FIFO worker, the load played meanwhile. A
+    switch loads the new model (interpreter, tensors, first inference) before the first request
+    of the period is served, so its time is what the request waits; up to ``max_loaded`` models
+    stay loaded (1: every switch loads, as the simulator assumes)."""
+
+    def __init__(self, rt):
+        self.rt = rt
+        self.loaded = []          # [(key, interpreter)], most recent last
+        self.current = None
+        self.load = LiveLoad()
+
+    def _activate(self, model, threads, max_loaded):
+        key = (model, int(threads))
+        if key == self.current:
+            return None
+        self.current = key
+        for i, (k, _it) in enumerate(self.loaded):
+            if k == key:
+                self.loaded.append(self.loaded.pop(i))
+                return {"cached": True, "switch_ms": 0.0}
+        t = time.perf_counter()
+        it = self.rt.Interpreter(model_path=model, num_threads=int(threads))
+        it.allocate_tensors()
+        _inputs(it, 0)
+        it.invoke()
+        ms = (time.perf_counter() - t) * 1e3
+        self.loaded.append((key, it))
+        while len(self.loaded) > max(1, int(max_loaded)):
+            self.loaded.pop(0)
+        return {"cached": False, "switch_ms": ms}
+
+    def period(self, req, src=None):
+        t0 = time.monotonic()
+        sched = sorted((float(a), float(b)) for a, b in req.get("load", []))
+        si = 0
+        while si < len(sched) and sched[si][0] <= 0.0:
+            self.load.set(sched[si][1])
+            si += 1
+        switch = self._activate(req["model"], req.get("threads", 1), req.get("max_loaded", 1))
+        it = self.loaded[-1][1]
+        out = []
+        for a in req.get("arrivals", []):
+            a = float(a)
+            while True:   # wait for the arrival, applying the load schedule meanwhile
+                now = time.monotonic() - t0
+                if si < len(sched) and sched[si][0] <= min(now, a):
+                    self.load.set(sched[si][1])
+                    si += 1
+                    continue
+                if now >= a:
+                    break
+                nxt = min(a, sched[si][0] if si < len(sched) else a)
+                if nxt - now > 0.002:   # sleep, then spin the last 2 ms: timer slack is not the model's latency
+                    time.sleep(nxt - now - 0.002)
+            start = time.monotonic() - t0
+            it.invoke()
+            fin = time.monotonic() - t0
+            out.append([a, start, fin])
+        while si < len(sched):   # the rest of the schedule, so the next period starts in its load
+            self.load.set(sched[si][1])
+            si += 1
+        resp = {"ok": True, "requests": out, "switch": switch, "t0_mono": t0, "busy": self.load.busy,
+                "load_pids": self.load.pids(), "period_s": time.monotonic() - t0}
+        if src is not None and req.get("context"):
+            resp["context"] = context_snapshot(src)
+        return resp
+
+    def close(self):
+        self.load.stop()
+        self.loaded = []
+        self.current = None
+
+
 # ---------------------------------------------------------------- measurement
 
 def _median(xs):
@@ -745,13 +893,16 @@ def serve(stdin, out, prefer=None):
 
 def _serve(stdin, out, prefer, src, knobs):
     held = []   # background load started by a "load" request
+    live = []   # the LiveServer, once a live_period request came
     try:
-        return _serve_loop(stdin, out, prefer, src, knobs, held)
+        return _serve_loop(stdin, out, prefer, src, knobs, held, live)
     finally:
         stop_background_load(held)
+        for server in live:
+            server.close()
 
 
-def _serve_loop(stdin, out, prefer, src, knobs, held):
+def _serve_loop(stdin, out, prefer, src, knobs, held, live):
     try:
         rt = load_runtime(prefer)
     except RuntimeError as e:
@@ -793,6 +944,14 @@ def _serve_loop(stdin, out, prefer, src, knobs, held):
                     resp = hello(rt, src)
                 elif cmd == "measure":
                     resp = measure(rt, req, src, knobs)
+                elif cmd == "live_period":
+                    if not live:
+                        live.append(LiveServer(rt))
+                    resp = live[0].period(req, src)
+                elif cmd == "live_stop":
+                    for server in live:
+                        server.close()
+                    resp = {"ok": True}
                 else:
                     resp = {"ok": False, "kind": "protocol", "error": "unknown command %r" % cmd}
             except Exception as e:

@@ -159,7 +159,8 @@ def run_policy(real: Realization, env: pol.Env, policy, load_col: str | None, cp
 
 
 def replay(camp: Campaign, traces: list[Trace], names: list[str], sc: Scenario, belief=None,
-           policy_args: dict | None = None, log=lambda m: None) -> tuple[list[dict], dict, dict]:
+           policy_args: dict | None = None, log=lambda m: None, calibrate: list[dict] | None = None,
+           ) -> tuple[list[dict], dict, dict]:
     """Every policy on every trace. Returns (summary rows, steps per (policy, trace), provenance)."""
     world = SampleTable([[split_half(s, "odd") for s in cell] for cell in camp.samples])
     belief = belief or beliefs.from_samples(camp, "even")
@@ -169,6 +170,9 @@ def replay(camp: Campaign, traces: list[Trace], names: list[str], sc: Scenario, 
         lc = load_column(tr, sc.load_column)
         real = realize(camp, world, tr, seed=sc.seed, rate_hz=sc.rate_hz, rate_column=sc.rate_column,
                        decide_every_s=sc.decide_every_s, load_col=lc, battery_wh=battery_wh)
+        if calibrate:
+            from simulator.calibrate import apply
+            apply(real, camp, calibrate)
         if real.n == 0:
             raise BadInput(f"{tr.path}: no request arrives during the trace (rate {sc.rate_hz}/s over {tr.duration_s} s)")
         notes[tr.name] = {"load_column": lc, "not_played": real.not_played, "requests": real.n,
@@ -298,6 +302,8 @@ def parser() -> argparse.ArgumentParser:
     qo.add_argument("--user", help="a simulated user (a shipped profile: accuracy-first, deadline-strict, battery-saver; or a "
                                    "YAML of weights): every policy is scored with its weights, which the policies are not told")
     ap.add_argument("--belief-campaign", type=Path, help="plan with this campaign's measurements (another device's)")
+    ap.add_argument("--calibrate", type=Path, metavar="LIVE_DIR",
+                    help="correct the world by what a live run measured (simulator.live's cells.csv; docs/simulator.md)")
     ap.add_argument("--plugin", type=Path, action="append", default=[],
                     help="a Python file of yours that adds policies to simulator.policies.REGISTRY (docs/simulator.md)")
     ap.add_argument("--out", type=Path, help="output folder, replaced (default: CAMPAIGN/replay/)")
@@ -345,7 +351,13 @@ def _main(args) -> int:
         f"seed {sc.seed}")
     for n in camp.notes:
         log(f"note: {n}")
-    rows, steps_all, prov = replay(camp, traces, names, sc, bel, policy_args, log)
+    cells = None
+    if args.calibrate:
+        from simulator.calibrate import load_cells
+        cells = load_cells(args.calibrate)
+    rows, steps_all, prov = replay(camp, traces, names, sc, bel, policy_args, log, cells)
+    if cells:
+        prov["calibrated_by"] = str(args.calibrate)
     for t, info in prov["traces"].items():
         if info["outside_grid_frac"] > 0:
             log(f"note: {t}: {info['outside_grid_frac']:.0%} of requests ran in a load beyond the measured levels "

@@ -2,8 +2,9 @@
 factor, the ratio of observed to believed latency, rescales belief; the most accurate choice
 expected to meet the deadline with probability ``confidence`` runs (with ``energy_budget_mj``,
 only choices believed within it). The default confidence is 0.99: under the default QoE a miss
-costs about what a correct answer earns, so a few points of accuracy are not worth a 10% risk. Learns from its own requests, so it corrects a belief taken
-from another device or from a calmer time."""
+costs about what a correct answer earns, so a few points of accuracy are not worth a 10% risk.
+Learns from its own requests, so it corrects a belief taken from another device or from a
+calmer time."""
 from __future__ import annotations
 
 import numpy as np
