@@ -265,6 +265,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--trace", type=Path, required=True, help="canonical trace to play")
     ap.add_argument("--policy", default="greedy", help=f"one policy (default greedy; known: {', '.join(pol.REGISTRY)})")
     ap.add_argument("--policy-arg", action="append", metavar="NAME.KEY=VALUE", help="a policy's parameter (repeatable)")
+    ap.add_argument("--plugin", type=Path, action="append", default=[],
+                    help="a Python file of yours that adds policies to simulator.policies.REGISTRY")
     ap.add_argument("--seed", type=int, default=0, help="seed of the simulated world's draws and the policy (default 0)")
     ap.add_argument("--repeat", type=int, default=1, help="live runs (default 1; >1 adds live_repeatability rows)")
     ap.add_argument("--deadline-ms", type=rp._positive("--deadline-ms"), help="as simulator.replay")
@@ -306,6 +308,7 @@ def _target(args):
 
 def _main(args) -> int:
     say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    pol.load_plugins(args.plugin)
     if args.policy not in pol.REGISTRY or getattr(pol.REGISTRY[args.policy], "hindsight", False):
         raise BadInput(f"--policy: {args.policy!r} is not an online policy (known: "
                        f"{', '.join(n for n, c in pol.REGISTRY.items() if not getattr(c, 'hindsight', False))})")

@@ -322,11 +322,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    for f in args.plugin:   # the user's own code, run as they asked
-        if not f.is_file():
-            raise BadInput(f"--plugin {f}: no such file")
-        import runpy
-        runpy.run_path(str(f))
+    pol.load_plugins(args.plugin)   # the user's own code, run as they asked
     names = list(pol.REGISTRY) if args.policy == "all" else [p.strip() for p in args.policy.split(",") if p.strip()]
     unknown = [n for n in names if n not in pol.REGISTRY]
     if unknown or not names:

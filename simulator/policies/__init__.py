@@ -121,6 +121,16 @@ def parse_policy_args(items: list[str] | None, names: list[str]) -> dict[str, di
     return out
 
 
+def load_plugins(paths) -> None:
+    """Run the user's own Python files that add policies to REGISTRY (--plugin)."""
+    import runpy
+    from pathlib import Path
+    for f in paths or []:
+        if not Path(f).is_file():
+            raise BadInput(f"--plugin {f}: no such file")
+        runpy.run_path(str(f))
+
+
 def make(name: str, params: dict | None = None):
     try:
         return REGISTRY[name](**(params or {}))

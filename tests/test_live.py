@@ -1,0 +1,157 @@
+"""simulator.live on real targets: the local machine and a real sshd on loopback. The campaign is
+collected here: one model that XNNPACK runs in pieces (dynamic-range int8), on two threads, which
+one busy CPU slows many times over (14x on this VM), so a load step must show in both the
+simulated and the live latencies."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from harness.collect import main as collect
+from simulator import live
+from simulator import replay as rp
+from tests.sshd import SSHD, keygen, make_server, processes_matching
+
+pytestmark = pytest.mark.slow
+DUTY = "select.select([sys.stdin]"     # in every live busy process's command line
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("live")
+    out = root / "runs"
+    assert collect(["--candidates", "dc-w100-d0-r64-dynamic-int8", "--out", str(out), "--runs", "30",
+                    "--threads", "2", "--background-load", "0,1", "--no-report", "-q", "--reference", "none"]) == 0
+    (camp,) = [p for p in out.iterdir() if p.is_dir()]
+    trace = root / "step.csv"       # one busy CPU from 3 s to 6 s
+    trace.write_text("t_s,background_load\n" + "".join(f"{t / 2},{1 if 6 <= t < 12 else 0}\n" for t in range(18)))
+    return camp, trace, root
+
+
+def _validation(d: Path) -> dict:
+    with (d / "validation.csv").open() as f:
+        return {r["metric"]: r for r in csv.DictReader(f)}
+
+
+def _worst_cell(d: Path) -> float:
+    with (d / "cells.csv").open() as f:
+        return max(abs(np.log(float(r["ratio"]))) for r in csv.DictReader(f))
+
+
+def _step_shows(d: Path, run: str) -> tuple[float, float]:
+    st = pq.read_table(d / "steps.parquet").to_pandas()
+    st = st[st["run"] == run]
+    return (float(st[(st.t_s >= 3.2) & (st.t_s < 5.8)].latency_ms.median()),
+            float(st[(st.t_s < 2.8) | (st.t_s >= 6.5)].latency_ms.median()))
+
+
+def test_live_local_load_step_then_calibrated(world, capsys):
+    camp, trace, root = world
+    out = root / "live1"
+    assert live.main(["--target", "local", "--campaign", str(camp), "--trace", str(trace), "--policy", "static-belief",
+                      "--out", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "latency_ms_mean" in printed and "drift factor" in printed
+    info = json.loads((out / "live.json").read_text())
+    assert info["status"] == "complete" and info["runs"][0]["served"] == info["runs"][0]["requests"] == 90
+    assert 0.2 < info["drift"]["factor"] < 5 and info["plays"][0].startswith("background_load")
+    v = _validation(out)
+    assert set(live.METRICS) <= set(v) and float(v["candidate_agreement"]["live"]) == 1.0
+    for run in ("simulated", "live-1"):      # the load step must raise latency, simulated and live
+        loaded, calm = _step_shows(out, run)
+        assert loaded > 1.3 * calm, (run, loaded, calm)
+    assert (out / "cells.csv").read_text().count("\n") >= 3     # header + a cell per load level
+    # a second comparison, the world calibrated by the first live run: the cells' service times
+    # (live over the world's draws for the same requests) come closer to 1
+    out2 = root / "live2"
+    assert live.main(["--target", "local", "--campaign", str(camp), "--trace", str(trace), "--policy", "static-belief",
+                      "--out", str(out2), "--calibrate", str(out), "-q"]) == 0
+    e1, e2 = (_worst_cell(d) for d in (out, out2))
+    assert e2 < max(e1, np.log(1.25)), (e1, e2)
+    # and replay takes the same calibration
+    assert rp.main(["--campaign", str(camp), "--trace", str(trace), "--policy", "static-belief", "--calibrate", str(out),
+                    "--out", str(root / "rc"), "-q"]) == 0
+    assert json.loads((root / "rc" / "run.json").read_text())["calibrated_by"] == str(out)
+    assert not processes_matching(DUTY)
+
+
+def test_dry_run_and_bad_input(world, capsys):
+    camp, trace, root = world
+    t2 = root / "cols.csv"
+    t2.write_text("t_s,cpu_load_pct,cpu_freq_mhz_mean,bandwidth_mbps\n0,10,1000,5\n1,50,900,4\n")
+    assert live.main(["--target", "local", "--campaign", str(camp), "--trace", str(t2), "--dry-run"]) == 0
+    o = capsys.readouterr().out
+    assert "plays   cpu_load_pct" in o and "cannot  cpu_freq_mhz_mean" in o and "cannot  bandwidth_mbps" in o
+    for args, expect in [(["--policy", "oracle"], "not an online policy"), (["--repeat", "0"], "--repeat"),
+                         (["--target", "nope", "-i", str(root / "none.yaml")], "none.yaml")]:
+        a = ["--target", "local", "--campaign", str(camp), "--trace", str(trace), *args]
+        assert live.main(a) == 2
+        assert expect in capsys.readouterr().err
+
+
+def test_agent_killed_keeps_what_was_served(world, tmp_path):
+    """The agent dies mid-run: the requests served so far are kept, the status says what
+    happened, the exit status is 1, and no busy process is left on the target."""
+    camp, _, root = world
+    trace = tmp_path / "busy.csv"      # load all along: busy processes are running when it dies
+    trace.write_text("t_s,background_load\n" + "".join(f"{t},1\n" for t in range(30)))
+    work = tmp_path / "agent-work"
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(f"targets:\n  - {{name: here, profile: x86-linux, transport: local, python: '{sys.executable}', "
+                   f"workdir: '{work}'}}\n")
+    out = tmp_path / "out"
+    rc = []
+    th = threading.Thread(target=lambda: rc.append(live.main(["--target", "here", "-i", str(inv), "--campaign", str(camp),
+                                                              "--trace", str(trace), "--out", str(out), "-q"])))
+    th.start()
+    log = tmp_path / "out.part" / "live-1.jsonl"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 60 and not (log.exists() and log.read_text().count("\n") >= 20):
+        time.sleep(0.1)
+    agents = [p for p in processes_matching(str(work)) if "--log" in Path(f"/proc/{p}/cmdline").read_text()]
+    assert agents and processes_matching(DUTY)
+    for p in agents:
+        os.kill(p, signal.SIGKILL)
+    th.join(60)
+    assert rc == [1]
+    info = json.loads((out / "live.json").read_text())
+    assert info["status"].startswith("interrupted at decision")
+    kept = (out / "live-1.jsonl").read_text().splitlines()
+    assert len(kept) >= 20 and all(np.isfinite(json.loads(x)["latency_ms"]) for x in kept)
+    time.sleep(0.5)
+    assert not processes_matching(DUTY)
+
+
+@pytest.mark.skipif(not Path(SSHD).exists(), reason="needs openssh-server (.ci/run installs it)")
+def test_live_over_ssh(world, tmp_path):
+    camp, trace, _ = world
+    user_key = keygen(tmp_path / "user_ed25519")
+    srv = make_server(tmp_path / "sshd", "127.0.0.5", user_key).start()
+    try:
+        kh = tmp_path / "known_hosts"
+        kh.write_text(srv.known_hosts_line())
+        inv = tmp_path / "inv.yaml"
+        inv.write_text("targets:\n  - name: loop\n    profile: x86-linux\n    transport: ssh\n"
+                       f"    host: {srv.addr}\n    port: {srv.port}\n    user: {os.environ.get('USER') or 'root'}\n"
+                       f"    identity_file: {srv.user_key}\n    python: {sys.executable}\n"
+                       f"    workdir: '{tmp_path / 'remote'}'\n")
+        out = tmp_path / "out"
+        assert live.main(["--target", "loop", "-i", str(inv), "--campaign", str(camp), "--trace", str(trace),
+                          "--policy", "greedy", "--out", str(out), "--known-hosts", str(kh), "--ssh-config",
+                          str(tmp_path / "no-config"), "-q"]) == 0
+        info = json.loads((out / "live.json").read_text())
+        assert info["status"] == "complete" and info["transport"] == "ssh"
+        loaded, calm = _step_shows(out, "live-1")
+        assert loaded > 1.3 * calm
+    finally:
+        srv.kill_all()
