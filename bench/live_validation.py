@@ -11,7 +11,9 @@ simulator here); then the same with --calibrate from the first comparison.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import io
 import sys
 import tempfile
 from pathlib import Path
@@ -43,9 +45,10 @@ def main() -> int:
         first = tmp / f"{policy}-raw"
         for label, extra, out in (("world as measured", [], first),
                                   ("world calibrated by a live run", ["--calibrate", str(first)], tmp / f"{policy}-cal")):
-            rc = live.main(["--target", "local", "--campaign", str(camp), "--trace", str(args.trace), "--policy", policy,
-                            "--plugin", str(ROOT / "bench" / "cycle_policy.py"), "--repeat", str(args.repeat),
-                            "--out", str(out), "-q", *extra])
+            with contextlib.redirect_stdout(io.StringIO()):   # the table below says it once
+                rc = live.main(["--target", "local", "--campaign", str(camp), "--trace", str(args.trace), "--policy",
+                                policy, "--plugin", str(ROOT / "bench" / "cycle_policy.py"), "--repeat", str(args.repeat),
+                                "--out", str(out), "-q", *extra])
             if rc != 0:
                 print(f"{policy}: live run failed ({rc})")
                 continue

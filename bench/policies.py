@@ -67,7 +67,7 @@ def main() -> int:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-policies-"))
     paths = shipped_traces() + phone_traces(args.phones, tmp)
-    traces = [read_trace(p) for p in paths]
+    traces = list({t.name: t for t in (read_trace(p) for p in paths)}.values())   # a shipped phone trace once
     names = list(pol.REGISTRY)
     print(f"command: python bench/policies.py {' '.join(sys.argv[1:])}")
     for cpath in args.campaign or [rp.newest_campaign()]:

@@ -248,6 +248,44 @@ def replay_section(run_dir: Path) -> dict:
             "qoe": run.get("qoe"), "command": "python -m simulator.replay", "folder": str(d)}
 
 
+def _live_dir(run_dir: Path) -> Path | None:
+    for d in (run_dir / "live", run_dir):
+        if (d / "validation.csv").is_file():
+            return d
+    return None
+
+
+def live_section(run_dir: Path) -> dict:
+    """The simulator against a live run of the same policy (python -m simulator.live): the error
+    table, the cells that disagree most, and the runs overlaid."""
+    import csv
+    import json
+    d = _live_dir(run_dir)
+    if d is None:
+        raise _Missing("no live run in this run folder: python -m simulator.live writes one into live/")
+    with (d / "validation.csv").open() as f:
+        val = list(csv.DictReader(f))
+    cells = []
+    if (d / "cells.csv").is_file():
+        with (d / "cells.csv").open() as f:
+            cells = list(csv.DictReader(f))[:6]
+    info = json.loads((d / "live.json").read_text()) if (d / "live.json").is_file() else {}
+    figs = []
+    if (d / "steps.parquet").is_file():
+        import pyarrow.parquet as papq
+        tab = papq.read_table(d / "steps.parquet", columns=["run", "t_s", "latency_ms", "busy_cpus", "deadline_ms", "trace"])
+        run = np.asarray(tab.column("run").to_pylist())
+        t, lat, busy = (tab.column(c).to_numpy(zero_copy_only=False) for c in ("t_s", "latency_ms", "busy_cpus"))
+        runs = {r: (t[run == r], lat[run == r]) for r in dict.fromkeys(run.tolist())}
+        first = run == run[0]
+        trace = tab.column("trace")[0].as_py()
+        figs.append({"src": svg(figures.sim_vs_live(trace, runs, (t[first], busy[first]),
+                                                    float(tab.column("deadline_ms")[0].as_py()),
+                                                    f"{info.get('policy', '')} on {info.get('target', '')}: "
+                                                    f"simulated and live")), "alt": "simulator vs live"})
+    return {"figures": figs, "validation": val, "cells": cells, "info": info, "folder": str(d)}
+
+
 def _scoreboard(rows: list[dict]) -> list[dict]:
     """Per policy, the mean over traces of what the comparison table shows, best first."""
     def mean(vals):
@@ -306,6 +344,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, command: st
         _section("Trade-off", lambda: tradeoff_section(data), "tradeoff"),
         _section("Predictors", lambda: predictors_section(run_dir), "predictors"),
         _section("Replay", lambda: replay_section(run_dir), "replay"),
+        _section("Simulator vs live", lambda: live_section(run_dir), "live"),
     ]
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     env.filters["ms"] = lambda x: "-" if x is None else f"{x:.3f}"

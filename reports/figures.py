@@ -197,3 +197,27 @@ def regret(trace: str, curves: dict[str, tuple], title: str) -> Figure:
     ax.legend(fontsize=7, ncol=3)
     ax.set_title(title, fontsize=10)
     return fig
+
+
+def sim_vs_live(trace: str, runs: dict[str, tuple], busy: tuple, deadline_ms: float, title: str) -> Figure:
+    """The simulated and the live runs of one policy overlaid: the played load on top, then each
+    request's latency (log) with the deadline; one labelled colour per run."""
+    fig = Figure(figsize=(8.0, 4.6), dpi=100)
+    fig.subplots_adjust(left=0.11, right=0.98, bottom=0.11, top=0.91, hspace=0.12)
+    ax0, ax1 = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 2.2]})
+    ax0.step(busy[0], busy[1], where="post", color="#555", lw=1.2)
+    ax0.set_ylabel("busy CPUs\n(played)", fontsize=8)
+    colors = {"simulated": "#1f77b4"}
+    for i, (name, (t, lat)) in enumerate(runs.items()):
+        ax1.plot(t, lat, ".", ms=3, alpha=0.7, label=name, color=colors.get(name, ["#ff7f0e", "#2ca02c", "#d62728",
+                                                                                     "#9467bd"][i % 4]), rasterized=True)
+    ax1.axhline(deadline_ms, color=FLAG, ls="--", lw=1, label=f"deadline {deadline_ms:.3g} ms")
+    ax1.set_yscale("log")
+    _log(ax1.yaxis)
+    ax1.set_ylabel("latency (ms)", fontsize=8)
+    ax1.set_xlabel(f"time in trace {short(trace)} (s)")
+    ax1.legend(fontsize=7, ncol=len(runs) + 1, markerscale=3)
+    for ax in (ax0, ax1):
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    return fig

@@ -4,7 +4,8 @@ A live run's cells.csv gives, per (choice, busy CPUs rounded to 0.5), the live s
 the world's draw for the same requests. Calibrating multiplies each request's draw for a choice
 by the ratio of that choice's cell nearest in load; a choice the live run never served gets the
 median ratio of all cells (what serving requests one by one costs over the campaign's
-back-to-back runs, whichever the model)."""
+back-to-back runs, whichever the model). Energy per request is scaled alike: power taken as
+constant, so a request that runs longer spends proportionally more (an assumption, stated)."""
 from __future__ import annotations
 
 import csv
@@ -38,8 +39,10 @@ def apply(real, camp, cells: list[dict]) -> None:
         mine = by.get(label)
         if not mine:
             real.latency_ms[:, j] *= overall
+            real.energy_mj[:, j] *= overall
             continue
         levels = np.array([c["busy_cpus"] for c in mine])
         ratios = np.array([c["ratio"] for c in mine])
         nearest = np.abs(real.busy[:, None] - levels[None, :]).argmin(axis=1)
         real.latency_ms[:, j] *= ratios[nearest]
+        real.energy_mj[:, j] *= ratios[nearest]

@@ -407,6 +407,7 @@ def _main(args) -> int:
     real = realize(camp, world, trace, seed=sc.seed, rate_hz=sc.rate_hz, rate_column=None, decide_every_s=sc.decide_every_s,
                    load_col=load_col, battery_wh=None)
     real.latency_ms = real.latency_ms * factor
+    real.energy_mj = real.energy_mj * factor      # estimated energy is power x time: it drifts alike
     if args.calibrate:
         from simulator.calibrate import apply, load_cells
         apply(real, camp, load_cells(args.calibrate))

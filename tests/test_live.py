@@ -155,3 +155,21 @@ def test_live_over_ssh(world, tmp_path):
         assert loaded > 1.3 * calm
     finally:
         srv.kill_all()
+
+
+def test_report_shows_simulator_vs_live(world):
+    """Run after the live test above (module order): its folder gives a 'Simulator vs live'
+    section with the error table and the overlaid runs."""
+    import base64
+    import re
+
+    from reports.build import build_report
+    _, _, root = world
+    if not (root / "live1" / "validation.csv").exists():
+        pytest.skip("needs test_live_local_load_step_then_calibrated's output")
+    html = build_report(root / "live1", root / "r.html").read_text()
+    sec = html[html.index('<section id="live">'):]
+    sec = sec[: sec.index("</section>")]
+    assert "latency_ms_mean" in sec and "candidate_agreement" in sec and "Drift factor" in sec
+    imgs = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', sec)
+    assert len(imgs) == 1 and b"<svg" in base64.b64decode(imgs[0])[:400]
