@@ -286,6 +286,37 @@ def live_section(run_dir: Path) -> dict:
     return {"figures": figs, "validation": val, "cells": cells, "info": info, "folder": str(d)}
 
 
+def sweep_section(out: Path) -> dict:
+    """A sweep's dataset (python -m simulator.sweep): per campaign, QoE vs the oracle and the gap
+    closed per policy across deadlines, and where each policy wins and loses."""
+    import pandas as pd
+    df = pd.read_parquet(out)
+    errors = df[df["error"].notna()]
+    df = df[df["error"].isna()]
+    if df.empty:
+        raise _Missing(f"{out}: no successful cell")
+    figs = []
+    for camp, d in df.groupby("campaign"):
+        for metric, label in (("qoe_vs_oracle", "QoE / oracle"), ("gap_closed", "gap closed")):
+            g = d.groupby(["policy", "deadline_arg"])[metric].mean().unstack()
+            g = g.loc[g.mean(axis=1).sort_values(ascending=False).index]
+            figs.append({"src": svg(figures.heatmap(g.values, list(g.index), [str(c) for c in g.columns],
+                                                    f"{camp}: {label} by deadline (ms)",
+                                                    label, vmin=0 if metric == "qoe_vs_oracle" else None, vmax=1)),
+                         "alt": f"{metric} {camp}"})
+    online = df[~df["policy"].isin(HINDSIGHT)].copy()
+    online["where"] = online["trace"].str.slice(0, 28) + " @ " + online["deadline_arg"].astype(str) + " ms"
+    wins = []
+    for p, d in online.groupby("policy"):
+        by = d.groupby("where")["qoe_vs_oracle"].mean().dropna()
+        if len(by):
+            wins.append({"policy": p, "mean": float(by.mean()), "best": by.idxmax(), "best_v": float(by.max()),
+                         "worst": by.idxmin(), "worst_v": float(by.min())})
+    wins.sort(key=lambda r: -r["mean"])
+    return {"figures": figs, "wins": wins, "cells": int(df["cell"].nunique()), "policies": sorted(df["policy"].unique()),
+            "errors": len(errors), "folder": str(out)}
+
+
 def _scoreboard(rows: list[dict]) -> list[dict]:
     """Per policy, the mean over traces of what the comparison table shows, best first."""
     def mean(vals):
@@ -336,6 +367,9 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, command: st
     if not run_dir.is_dir():
         from harness.errors import BadInput
         raise BadInput(f"{run_dir}: no such run folder")
+    if (run_dir / "_sweep.yaml").is_file():    # a sweep's dataset: a report of its own
+        return _render(run_dir, [_section("Sweep", lambda: sweep_section(run_dir), "sweep")], [], {}, out, command,
+                       kind="Sweep")
     data = load_run(run_dir)
     sections = [
         _section("Campaign", lambda: campaign_section(data), "campaign"),
@@ -346,12 +380,16 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, command: st
         _section("Replay", lambda: replay_section(run_dir), "replay"),
         _section("Simulator vs live", lambda: live_section(run_dir), "live"),
     ]
+    return _render(run_dir, sections, data["problems"], data["campaign"] or {}, out, command)
+
+
+def _render(run_dir: Path, sections: list[dict], problems: list[str], camp: dict, out, command,
+            kind: str = "Campaign") -> Path:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     env.filters["ms"] = lambda x: "-" if x is None else f"{x:.3f}"
     env.filters["when"] = lambda t: "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
-    camp = data["campaign"] or {}
     html = env.get_template("report.html.j2").render(
-        run=run_dir.name, sections=sections, problems=data["problems"], campaign=camp,
+        run=run_dir.name, kind=kind, sections=sections, problems=problems, campaign=camp,
         provenance={"harness_version": __version__, "commit": _commit(),
                     "command": camp.get("command") or "-", "report_command": command or "-",
                     "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),

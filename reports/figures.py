@@ -221,3 +221,25 @@ def sim_vs_live(trace: str, runs: dict[str, tuple], busy: tuple, deadline_ms: fl
         ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def heatmap(values, rows: list[str], cols: list[str], title: str, label: str, vmin=None, vmax=None) -> Figure:
+    """A labelled grid of numbers (rows x columns), each cell written in it."""
+    v = np.asarray(values, float)
+    w = 3.2 + 1.0 * len(cols)
+    fig = _fig(w, 1.0 + 0.32 * len(rows), left_in=1.5)
+    fig.subplots_adjust(right=1 - 1.3 / w)      # room for the colour bar and its label
+    ax = fig.add_subplot()
+    im = ax.imshow(v, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax)
+    ax.set_xticks(range(len(cols)), cols, fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    for i in range(v.shape[0]):
+        for j in range(v.shape[1]):
+            if np.isfinite(v[i, j]):
+                ax.text(j, i, f"{v[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if im.norm(v[i, j]) < 0.5 else "black")
+    cb = fig.colorbar(im, ax=ax, fraction=0.08, pad=0.04)
+    cb.set_label(label, fontsize=8)
+    cb.ax.tick_params(labelsize=7)
+    ax.set_title(title, fontsize=9)
+    return fig

@@ -235,6 +235,13 @@ def run_cell(cell: Cell, names: list[str], opts: dict, steps_dir: str | None = N
     return out
 
 
+def _warm() -> None:
+    import pyarrow.parquet  # noqa: F401
+    import threadpoolctl  # noqa: F401
+
+    import simulator.replay  # noqa: F401
+
+
 def run_batch(cells: list[Cell], names: list[str], opts: dict, out: str, steps_dir: str | None) -> list[str]:
     """A task: several cells, each written to OUT/part-<cell>.parquet as it finishes."""
     done = []
@@ -314,13 +321,25 @@ def sweep(path: Path, out: Path, scheduler: str = "local", workers: int | None =
     else:
         from distributed import Client, LocalCluster, as_completed
         cluster = None
+        t_start = time.perf_counter()
         if scheduler == "local":
+            import dask
             n = workers or os.cpu_count() or 1
+            # Dask's workers return freed memory to the OS at 64 kB (MALLOC_TRIM_THRESHOLD_): a replay
+            # allocates arrays of requests x choices per trace, and faulting them in again cost the
+            # workers a third more CPU than the same cells in one process (bench/sweep_speed.py)
+            # and each worker's statistical profiler takes the GIL from the computing thread every 10 ms
+            dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+                             "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": str(1 << 30),
+                             "distributed.worker.profile.enabled": False})
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                    host="127.0.0.1")
             client = Client(cluster)
         else:
             client = Client(scheduler, timeout="30s")
+        client.run(_warm)     # imports in every worker, before the clock of the cells starts
+        startup_s = time.perf_counter() - t_start
+        t0 = time.perf_counter()
         try:
             futs = [client.submit(run_batch, b, names, opts, str(out), str(steps_dir) if steps_dir else None,
                                   key=f"sweep-{b[0].id}", pure=False, retries=1) for b in batches]
@@ -331,7 +350,8 @@ def sweep(path: Path, out: Path, scheduler: str = "local", workers: int | None =
             if cluster is not None:
                 cluster.close()
     wall = time.perf_counter() - t0
-    return {"cells": len(cells), "ran": len(todo), "wall_s": wall, "out": str(out)}
+    return {"cells": len(cells), "ran": len(todo), "wall_s": wall, "out": str(out),
+            "startup_s": locals().get("startup_s", 0.0)}
 
 
 def main(argv: list[str] | None = None) -> int:
