@@ -30,9 +30,10 @@ class WideTable:
 
 
 def load_table(path: str | Path) -> WideTable:
+    from harness.zoo.nb201 import open_text
     path = Path(path)
     try:
-        f = path.open(newline="")
+        f = open_text(path)
     except OSError as e:
         raise BadInput(f"{path}: cannot read ({e.strerror})") from None
     with f:

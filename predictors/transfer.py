@@ -289,7 +289,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m predictors.transfer",
                                  description="Predict every architecture of a wide latency table on a new device "
                                              "from a few measurements of it.")
-    ap.add_argument("--table", type=Path, required=True, help="wide CSV: arch_index,arch,<device>,...")
+    from harness.zoo.nb201 import SHIPPED_TABLE
+    ap.add_argument("--table", type=Path, default=SHIPPED_TABLE,
+                    help="wide CSV (or .csv.gz): arch_index,arch,<device>,... (default: the NAS-Bench-201 latency table "
+                         "shipped in harness/zoo/data, 15,625 architectures)")
     ap.add_argument("--target-samples", type=Path, required=True, help="CSV with arch_index,latency_ms")
     ap.add_argument("--out", type=Path, required=True, help="CSV written with arch_index,latency_ms_pred")
     ap.add_argument("--method", choices=METHODS, default="stack")

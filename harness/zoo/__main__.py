@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"{', '.join(NETWORK_FAMILIES)}: sample configurations of at most N multiply-accumulates "
                    "(default 40e6, a few ms a run on one core of a small CPU; raise it to span bigger networks)")
     b.add_argument("--min-macs", type=float, metavar="N", help="... and of at least N (default 0)")
-    b.add_argument("--table", type=Path, help="nb201: CSV with arch_index,arch columns (to resolve indices)")
+    b.add_argument("--table", type=Path, help="nb201: CSV with arch_index,arch columns, to resolve indices and sample "
+                                              "cells (default: the NAS-Bench-201 table shipped in harness/zoo/data)")
     b.add_argument("--like", type=Path, action="append", default=[],
                    help="kernels: instead of sampled configurations, each distinct operator of these networks "
                    "(.tflite files or zoo dirs; repeatable), alone, at its shapes and dtype")

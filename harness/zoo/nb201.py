@@ -134,11 +134,20 @@ def convert(model) -> bytes:
     return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
+SHIPPED_TABLE = Path(__file__).resolve().parent / "data" / "nb201_latency_ms.csv.gz"
+
+
+def open_text(path: Path):
+    """A text file, gzipped or not (the shipped table is)."""
+    import gzip
+    return gzip.open(path, "rt", newline="") if str(path).endswith(".gz") else path.open(newline="")
+
+
 def _table(path: Path | None) -> dict[int, str]:
     if path is None:
         return {}
     try:
-        with path.open(newline="") as f:
+        with open_text(path) as f:
             return {int(r["arch_index"]): r["arch"] for r in csv.DictReader(f)}
     except (OSError, KeyError, ValueError) as e:
         raise BadInput(f"{path}: expected a CSV with arch_index and arch columns ({e})") from None
@@ -174,7 +183,7 @@ def _cell_id(cell: str) -> str:
 
 
 def build_cli(args) -> dict:
-    table = _table(args.table)
+    table = _table(args.table or SHIPPED_TABLE)   # the shipped table by default: cells sampled without replacement
     archs: list[tuple[int | None, str]] = []
     index_of = {v: k for k, v in table.items()}
     if args.archs:
