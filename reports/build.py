@@ -124,12 +124,13 @@ def latency_section(data: dict) -> dict:
                                                        [r["first_inference_ms"] for r in base],
                                                        f"{target}: model load and first inference")),
                      "alt": f"load time on {target}"})
-        ctx = {(r["threads"], r["background_load"]) for r in trows}
-        if len(ctx) > 1:
-            series: dict[str, dict] = {}
-            for r in trows:
-                series.setdefault(r["candidate_id"], {})[(r["threads"], r["background_load"])] = r["latency_ms_median"]
-            figs.append({"src": svg(figures.context_effect(series, f"{target}: threads and background load")),
+        ctx = sorted({(r["threads"], r["background_load"]) for r in trows})
+        if len(ctx) > 1:   # a labelled grid: one row per candidate, one column per context
+            med = {(r["candidate_id"], r["threads"], r["background_load"]): r["latency_ms_median"] for r in trows}
+            grid = [[med.get((n, t, b)) if med.get((n, t, b)) is not None else np.nan for t, b in ctx] for n in names]
+            figs.append({"src": svg(figures.heatmap(np.log10(np.array(grid, float)), names, [f"t{t}/bg{b}" for t, b in ctx],
+                                                    f"{target}: median latency by threads / background load",
+                                                    "log10 median ms", shown=np.array(grid, float))),
                          "alt": f"context effect on {target}"})
     for r in sorted(data["rows"], key=lambda r: (r["target"], macs.get(r["candidate_id"], 0), r["threads"],
                                                  r["background_load"])):
@@ -149,6 +150,22 @@ def energy_section(data: dict) -> dict:
         pts[label] = (np.array([r["latency_ms_median"] for r in sel]), np.array([r["energy_mj"] for r in sel]))
     return {"figures": [{"src": svg(figures.energy_vs_latency(pts, "energy per inference against latency")),
                          "alt": "energy against latency"}]}
+
+
+def recommendation_section(data: dict, budget_ms: float | None) -> dict:
+    """Which model to run: per target and context, the most accurate candidate within the budget
+    (simulator.ranking, the one ranking the selection tools share)."""
+    from simulator.ranking import recommend
+    rows = [r for r in _ok_rows(data) if r.get("latency_ms_median") is not None]
+    if not any(r.get("accuracy") is not None for r in rows):
+        raise _Missing("no candidate has an accuracy (zoo import --accuracy): nothing to recommend by")
+    if budget_ms is None:   # the median of the candidates' medians at the base context: a real trade-off
+        th, bg = _base_context(rows)
+        budget_ms = float(np.median([r["latency_ms_median"] for r in rows if (r["threads"], r["background_load"]) == (th, bg)]))
+        how = "the default: the median of the candidates' medians in the base context; change it with --budget-ms"
+    else:
+        how = "given with --budget-ms"
+    return {"recs": recommend(rows, budget_ms), "budget_ms": budget_ms, "how": how}
 
 
 def tradeoff_section(data: dict) -> dict:
@@ -172,10 +189,49 @@ def tradeoff_section(data: dict) -> dict:
 
 
 def predictors_section(run_dir: Path) -> dict:
+    """Predictors placed in RUN/predictors/: each artifact (train --out RUN/predictors/NAME),
+    loaded through the safe loader, predicts this run's measurements (predicted vs measured,
+    acc@10%); each evaluate --json file there, its scores."""
+    import json
     d = run_dir / "predictors"
     if not d.is_dir():
-        raise _Missing("no predictor outputs in this run folder (predictors/ absent)")
-    raise _Missing(f"{d}: predictor outputs found but this version cannot show them yet")
+        raise _Missing("no predictors in this run folder: python -m predictors.train ... --out RUN/predictors/NAME, "
+                       "or python -m predictors.evaluate ... --json RUN/predictors/scores.json")
+    figs, rows = [], []
+    pq = run_dir / "measurements.parquet"
+    for art in sorted(p.parent for p in d.glob("*/card.json")):
+        from harness.zoo.graph import sha256_file
+        from predictors import dataset, store
+        from predictors.evaluate import metrics
+        est, card = store.load(art)
+        target = card.get("target", "latency_ms_median")
+        df = dataset.load([pq], [], target)
+        pred = est.predict(df[card["features"]])
+        m = metrics(df[target], pred)
+        seen = sha256_file(pq) in set((card.get("training_data") or {}).values())
+        note = ("in-sample: this run is in its training data, not a held-out score" if seen
+                else "held out: not trained on this run")
+        title = f"{art.name} on this run: acc@10% {m['acc@10%']:.2f} ({note.split(':')[0]})"
+        figs.append({"src": svg(figures.predicted_vs_measured(df[target], pred, title)),
+                     "alt": f"predicted vs measured {art.name}"})
+        rows.append({"name": art.name, "what": f"{card.get('estimator', '').rsplit('.', 1)[-1]} on {len(df)} rows ({note})",
+                     **{k: m[k] for k in ("acc@5%", "acc@10%", "acc@15%")}, "spearman": m.get("spearman")})
+        cv = (card.get("cv") or {}).get("scores")
+        if cv:
+            rows.append({"name": art.name, "what": "its grouped cross-validation (card.json)",
+                         **{k: cv.get(k) for k in ("acc@5%", "acc@10%", "acc@15%", "spearman")}})
+    for js in sorted(d.glob("*.json")):
+        try:
+            rep = json.loads(js.read_text())
+        except ValueError:
+            continue
+        for level, sc in rep.items():
+            if isinstance(sc, dict) and "acc@10%" in sc:
+                rows.append({"name": js.name, "what": level,
+                             **{k: sc.get(k) for k in ("acc@5%", "acc@10%", "acc@15%", "spearman")}})
+    if not rows:
+        raise _Missing(f"{d}: no predictor artifact (card.json) and no evaluate --json scores in it")
+    return {"figures": figs, "pred_rows": rows}
 
 
 HINDSIGHT = ("oracle", "static-oracle")   # references that plan on the realized world
@@ -362,7 +418,8 @@ def _policy_figures(rows: list[dict], steps: dict, run: dict, most: int = 3) -> 
     return figs
 
 
-def build_report(run_dir: str | Path, out: str | Path | None = None, command: str | None = None) -> Path:
+def build_report(run_dir: str | Path, out: str | Path | None = None, command: str | None = None,
+                 budget_ms: float | None = None) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         from harness.errors import BadInput
@@ -373,6 +430,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, command: st
     data = load_run(run_dir)
     sections = [
         _section("Campaign", lambda: campaign_section(data), "campaign"),
+        _section("Which model to run", lambda: recommendation_section(data, budget_ms), "recommend"),
         _section("Latency", lambda: latency_section(data), "latency"),
         _section("Energy", lambda: energy_section(data), "energy"),
         _section("Trade-off", lambda: tradeoff_section(data), "tradeoff"),
@@ -403,13 +461,18 @@ def _render(run_dir: Path, sections: list[dict], problems: list[str], camp: dict
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m reports.build", description=__doc__)
-    ap.add_argument("run_dir", type=Path)
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("run_dir", type=Path, help="a run folder (or a replay, live or sweep folder)")
+    ap.add_argument("--out", type=Path, help="the HTML file (default: RUN_DIR/report.html)")
+    ap.add_argument("--budget-ms", type=float,
+                    help="latency budget of the recommendation (default: the median of the candidates' medians)")
     args = ap.parse_args(argv)
     from harness.errors import HarnessError
     try:
+        if args.budget_ms is not None and not args.budget_ms > 0:
+            raise HarnessError(f"--budget-ms: expected a number of ms > 0, got {args.budget_ms}")
         out = build_report(args.run_dir, args.out,
-                           shlex.join(["python", "-m", "reports.build", *(argv if argv is not None else sys.argv[1:])]))
+                           shlex.join(["python", "-m", "reports.build", *(argv if argv is not None else sys.argv[1:])]),
+                           args.budget_ms)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

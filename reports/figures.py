@@ -223,11 +223,15 @@ def sim_vs_live(trace: str, runs: dict[str, tuple], busy: tuple, deadline_ms: fl
     return fig
 
 
-def heatmap(values, rows: list[str], cols: list[str], title: str, label: str, vmin=None, vmax=None) -> Figure:
-    """A labelled grid of numbers (rows x columns), each cell written in it."""
-    v = np.asarray(values, float)
-    w = 3.2 + 1.0 * len(cols)
-    fig = _fig(w, 1.0 + 0.32 * len(rows), left_in=1.5)
+def heatmap(color, rows: list[str], cols: list[str], title: str, label: str, vmin=None, vmax=None,
+            shown=None) -> Figure:
+    """A labelled grid (rows x columns) coloured by ``color``, each cell written with its number
+    in ``shown`` (default: the colour's own value)."""
+    v = np.asarray(color, float)
+    text = np.asarray(shown, float) if shown is not None else v
+    left = max(1.3, 0.075 * max(len(r) for r in rows))    # room for the longest row label
+    w = left + 1.7 + 1.0 * len(cols)
+    fig = _fig(w, 1.0 + 0.32 * len(rows), left_in=left)
     fig.subplots_adjust(right=1 - 1.3 / w)      # room for the colour bar and its label
     ax = fig.add_subplot()
     im = ax.imshow(v, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax)
@@ -236,10 +240,32 @@ def heatmap(values, rows: list[str], cols: list[str], title: str, label: str, vm
     for i in range(v.shape[0]):
         for j in range(v.shape[1]):
             if np.isfinite(v[i, j]):
-                ax.text(j, i, f"{v[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, f"{text[i, j]:.3g}" if shown is not None else f"{v[i, j]:.2f}", ha="center", va="center",
+                        fontsize=7,
                         color="white" if im.norm(v[i, j]) < 0.5 else "black")
     cb = fig.colorbar(im, ax=ax, fraction=0.08, pad=0.04)
     cb.set_label(label, fontsize=8)
     cb.ax.tick_params(labelsize=7)
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def predicted_vs_measured(measured, predicted, title: str) -> Figure:
+    """Each measurement against its prediction (log-log), the diagonal and a +-10% band labelled."""
+    y, p = np.asarray(measured, float), np.asarray(predicted, float)
+    fig = _fig(5.6, 4.4)
+    ax = fig.add_subplot()
+    lo, hi = float(min(y.min(), p.min())) * 0.8, float(max(y.max(), p.max())) * 1.25
+    xs = np.geomspace(lo, hi, 50)
+    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="#2ca02c", alpha=0.15, label="within 10%")
+    ax.plot(xs, xs, color="#555", lw=0.8, label="predicted = measured")
+    ax.plot(y, p, "o", ms=3, alpha=0.7, color="#1f77b4", label="a measurement")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _log(ax.xaxis)
+    _log(ax.yaxis)
+    ax.set_xlabel("measured (ms)")
+    ax.set_ylabel("predicted (ms)")
+    ax.legend(fontsize=7, loc="upper left")
     ax.set_title(title, fontsize=9)
     return fig

@@ -883,3 +883,31 @@ def test_pinned_artifact(measured, tmp_path, capsys):
     assert evaluate.main(["--artifact", str(out), "--data", str(pq), "--zoo", str(zoo), "--expect-sha256", digest]) == 0
     assert evaluate.main(["--artifact", str(out), "--data", str(pq), "--zoo", str(zoo), "--expect-sha256", "0" * 64]) == 2
     assert "not the pinned" in capsys.readouterr().err
+
+
+def test_report_answers_the_question(measured, tmp_path):
+    """The report of a real campaign recommends a model within a stated budget (changeable), shows
+    relative latency, draws the context grid labelled, and a predictor placed in the run folder
+    predicts its measurements (in-sample, said so); every image decodes."""
+    import base64
+    import re
+    import shutil
+
+    from reports.build import build_report
+    pq, zoo, _ = measured
+    run = tmp_path / "run"
+    shutil.copytree(pq.parent, run)
+    assert train.main(["--data", str(run / "measurements.parquet"), "--zoo", str(zoo), "--target", "latency_ms_median",
+                       "--out", str(run / "predictors" / "model")]) == 0
+    html = build_report(run, budget_ms=0.05).read_text()
+    assert "Which model to run" in html and "0.05 ms</strong> (given with --budget-ms)" in html
+    sec = html[html.index('<section id="recommend">'):]
+    assert "run this" in sec[: sec.index("</section>")]
+    assert ">relative</th>" in html and "latency_rel" not in html   # the column, named for a reader
+    pred = html[html.index('<section id="predictors">'):]
+    pred = pred[: pred.index("</section>")]
+    assert "in-sample" in pred and "acc@10%" in pred and "grouped cross-validation" in pred
+    imgs = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', html)
+    assert len(imgs) >= 4 and all(b"<svg" in base64.b64decode(i)[:400] for i in imgs)
+    assert 'alt="predicted vs measured model"' in html and 'alt="context effect on local"' in html
+    assert "report by <code>-</code>" not in build_report(run, command="python -m reports.build run").read_text()

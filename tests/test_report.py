@@ -78,7 +78,7 @@ def test_report_content(campaign):
     assert "Pareto-optimal candidates" in html and "alt=\"context effect on local\"" in html
     # no power sensor here: energy is the profile's estimate, labelled as such in the table
     assert "estimate:power_model(x86-linux)" in html and '<span class="est">ESTIMATE</span>' in html
-    assert "no predictor outputs in this run folder" in html
+    assert "no predictors in this run folder" in html
     assert 'class="num deleg">1<' in html and 'class="num deleg">2<' in html    # delegate pieces
     assert "python -m harness.collect" in html  # provenance footer: the command line
 
