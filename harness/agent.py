@@ -572,6 +572,46 @@ class LiveLoad(object):
         return [pr.pid for pr, _ in self.procs]
 
 
+class FreqCap(object):
+    """A trace's CPU frequency played as a cap: every CPU's scaling_max_freq (needs root and
+    cpufreq), clamped to what the CPU allows; the values found are restored at the end."""
+
+    def __init__(self, src):
+        self.src = src
+        self.saved = {}
+        self.mhz = None
+
+    def caps(self):
+        paths = [d + "/scaling_max_freq" for d in self.src.cpufreq]
+        ok = bool(paths) and all(os.access(q, os.W_OK) for q in paths)
+        why = None if ok else ("no cpufreq on this device" if not paths else "scaling_max_freq is not writable (root?)")
+        return {"ok": True, "cpufreq_cap": ok, "why": why, "cpus": len(paths)}
+
+    def set(self, mhz):
+        if mhz is None or (self.mhz is not None and abs(float(mhz) - self.mhz) < 1.0):
+            return
+        for d in self.src.cpufreq:
+            q = d + "/scaling_max_freq"
+            lo = int(read_text(d + "/cpuinfo_min_freq") or 0)
+            hi = int(read_text(d + "/cpuinfo_max_freq") or 0) or None
+            khz = max(lo, int(float(mhz) * 1000))
+            if hi:
+                khz = min(hi, khz)
+            self.saved.setdefault(q, read_text(q))
+            _write(q, str(khz))
+        self.mhz = float(mhz)
+
+    def restore(self):
+        for q, v in self.saved.items():
+            try:
+                if v:
+                    _write(q, v)
+            except (IOError, OSError):
+                pass
+        self.saved = {}
+        self.mhz = None
+
+
 class LiveServer(object):
     """Serves a policy's choices on the device's clock, one decision period per request: the
     period's requests at their arrival offsets, one FIFO worker, the load played meanwhile. A
@@ -579,11 +619,17 @@ class LiveServer(object):
     of the period is served, so its time is what the request waits; up to ``max_loaded`` models
     stay loaded (1: every switch loads, as the simulator assumes)."""
 
-    def __init__(self, rt):
+    def __init__(self, rt, src=None):
         self.rt = rt
         self.loaded = []          # [(key, interpreter)], most recent last
         self.current = None
         self.load = LiveLoad()
+        self.cap = FreqCap(src or Sources())
+
+    def _play(self, entry):
+        self.load.set(entry[1])
+        if len(entry) > 2 and entry[2] is not None:
+            self.cap.set(entry[2])
 
     def _activate(self, model, threads, max_loaded):
         key = (model, int(threads))
@@ -607,10 +653,10 @@ class LiveServer(object):
 
     def period(self, req, src=None):
         t0 = time.monotonic()
-        sched = sorted((float(a), float(b)) for a, b in req.get("load", []))
+        sched = sorted([float(e[0])] + list(e[1:]) for e in req.get("load", []))   # [offset, busy(, MHz cap)]
         si = 0
         while si < len(sched) and sched[si][0] <= 0.0:
-            self.load.set(sched[si][1])
+            self._play(sched[si])
             si += 1
         switch = self._activate(req["model"], req.get("threads", 1), req.get("max_loaded", 1))
         it = self.loaded[-1][1]
@@ -620,7 +666,7 @@ class LiveServer(object):
             while True:   # wait for the arrival, applying the load schedule meanwhile
                 now = time.monotonic() - t0
                 if si < len(sched) and sched[si][0] <= min(now, a):
-                    self.load.set(sched[si][1])
+                    self._play(sched[si])
                     si += 1
                     continue
                 if now >= a:
@@ -633,9 +679,10 @@ class LiveServer(object):
             fin = time.monotonic() - t0
             out.append([a, start, fin])
         while si < len(sched):   # the rest of the schedule, so the next period starts in its load
-            self.load.set(sched[si][1])
+            self._play(sched[si])
             si += 1
         resp = {"ok": True, "requests": out, "switch": switch, "t0_mono": t0, "busy": self.load.busy,
+                "freq_cap_mhz": self.cap.mhz,
                 "load_pids": self.load.pids(), "period_s": time.monotonic() - t0}
         if src is not None and req.get("context"):
             resp["context"] = context_snapshot(src)
@@ -643,6 +690,7 @@ class LiveServer(object):
 
     def close(self):
         self.load.stop()
+        self.cap.restore()
         self.loaded = []
         self.current = None
 
@@ -944,9 +992,11 @@ def _serve_loop(stdin, out, prefer, src, knobs, held, live):
                     resp = hello(rt, src)
                 elif cmd == "measure":
                     resp = measure(rt, req, src, knobs)
+                elif cmd == "live_caps":
+                    resp = FreqCap(src).caps()
                 elif cmd == "live_period":
                     if not live:
-                        live.append(LiveServer(rt))
+                        live.append(LiveServer(rt, src))
                     resp = live[0].period(req, src)
                 elif cmd == "live_stop":
                     for server in live:

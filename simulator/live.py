@@ -45,16 +45,30 @@ PLAYABLE = {"cpu_load_pct": "busy processes (cpu_load_pct / 100 x the target's C
 METRICS = ("latency_ms_mean", "latency_ms_p95", "miss_rate", "qoe_mean", "energy_j", "switches", "candidate_agreement")
 
 
-def playable(trace: Trace, info: dict, load_col: str | None) -> tuple[list[str], list[str]]:
+FREQ_COLUMNS = ("cpu_freq_mhz_mean", "cpu_freq_mhz_min")
+
+
+def freq_column(trace: Trace, caps: dict) -> str | None:
+    """The frequency column played as a cap, when the target can cap (caps from the agent's live_caps)."""
+    if not caps.get("cpufreq_cap"):
+        return None
+    return next((c for c in FREQ_COLUMNS if c in trace.columns), None)
+
+
+def playable(trace: Trace, info: dict, load_col: str | None, caps: dict | None = None) -> tuple[list[str], list[str]]:
     """(what this target plays, what it cannot: each with why)."""
     plays, cannot = [], []
+    fc = freq_column(trace, caps or {})
     for c in trace.columns:
         if c == load_col:
             plays.append(f"{c}: {PLAYABLE[c]}")
         elif c in PLAYABLE:
             cannot.append(f"{c}: another load column ({load_col}) is played")
+        elif c == fc:
+            plays.append(f"{c}: a cap on every CPU's scaling_max_freq, restored afterwards")
         elif c.startswith("cpu_freq_mhz"):
-            cannot.append(f"{c}: a CPU frequency cap needs a rooted target with cpufreq; not played by this version")
+            why = (caps or {}).get("why") or f"another frequency column ({fc}) is played"
+            cannot.append(f"{c}: a CPU frequency cap: {why}")
         elif c == "battery_pct":
             cannot.append(f"{c}: the trace's own drain cannot be made on a device; it is simulated beside the live run")
         else:
@@ -117,12 +131,13 @@ class LiveLog:
 
 def run_live(session: Session, camp: Campaign, real, env: pol.Env, policy, remote: dict[int, str], score: QoE,
              power: dict, load_col: str | None, cpu_count: int, log: LiveLog, max_loaded: int = 1,
-             say=lambda m: None) -> tuple[dict, dict]:
+             say=lambda m: None, freq_col: str | None = None) -> tuple[dict, dict]:
     """One live run: the policy decides from what the agent reports; returns (steps, info)."""
     tr, K = real.trace, real.n_periods
     t_dec = real.t0 + np.arange(K) * real.decide_every_s
     rows = tr.row_at(t_dec)
     busy_tr = busy_cpus(tr, load_col, cpu_count)[0] if load_col else np.zeros(len(tr.t_s))
+    freq_tr = tr.held(freq_col)[0] if freq_col else None
     starts = np.searchsorted(real.period, np.arange(K + 1))
     n = real.n
     lat = np.full(n, np.nan)
@@ -151,6 +166,9 @@ def run_live(session: Session, camp: Campaign, real, env: pol.Env, policy, remot
         t_end = t_dec[k] + real.decide_every_s
         r_in = np.nonzero((tr.t_s > t_dec[k]) & (tr.t_s < t_end))[0]
         sched = [[0.0, float(busy_tr[rows[k]])]] + [[float(tr.t_s[r] - t_dec[k]), float(busy_tr[r])] for r in r_in]
+        if freq_col:    # [offset, busy, MHz cap]
+            for e, r in zip(sched, [rows[k], *r_in]):
+                e.append(float(freq_tr[r]) if np.isfinite(freq_tr[r]) else None)
         req = {"cmd": "live_period", "model": remote[c], "threads": int(env.threads[c]), "max_loaded": max_loaded,
                "arrivals": [float(x) for x in real.arrivals_s[i0:i1] - t_dec[k]], "load": sched}
         t_send = time.perf_counter()
@@ -177,7 +195,8 @@ def run_live(session: Session, camp: Campaign, real, env: pol.Env, policy, remot
             switched[i0] = True
         cur = c
         log.write([{"t_s": float(real.arrivals_s[i] - real.t0), "k": k, "choice": int(c), "latency_ms": float(lat[i]),
-                    "service_ms": float(service[i]), "switched": bool(switched[i]), "busy": float(resp.get("busy", 0.0))}
+                    "service_ms": float(service[i]), "switched": bool(switched[i]), "busy": float(resp.get("busy", 0.0)),
+                    "freq_cap_mhz": resp.get("freq_cap_mhz")}
                    for i in range(i0, i1)])
         if k % 10 == 0:
             say(f"  live {k + 1}/{K}: {camp.labels[c]}, load {resp.get('busy', 0):.2f} CPUs")
@@ -323,7 +342,15 @@ def _main(args) -> int:
     settings = RunSettings(retries=0, known_hosts=args.known_hosts, ssh_config=args.ssh_config,
                            trust_new_hosts=args.trust_new_hosts)
     if args.dry_run:
-        plays, cannot = playable(trace, {}, load_col)
+        session = Session(target, settings)
+        try:
+            info0 = session.open()
+            caps = session.request({"cmd": "live_caps"}, timeout=60)
+        except (TransportError, ValueError, OSError) as e:
+            raise HarnessError(f"{target.name}: cannot start the agent ({e})") from None
+        finally:
+            session.close()
+        plays, cannot = playable(trace, info0, load_col, caps)
         print(f"target {target.name} ({target.transport}), trace {trace.name}:")
         for p in plays:
             print(f"  plays   {p}")
@@ -355,7 +382,9 @@ def _main(args) -> int:
         except (TransportError, ValueError, OSError) as e:
             raise HarnessError(f"{target.name}: cannot start the agent ({e})") from None
         cpu_count = int(hello.get("cpu_count") or 1)
-        plays, cannot = playable(trace, hello, load_col)
+        caps = session.request({"cmd": "live_caps"}, timeout=60)
+        freq_col = freq_column(trace, caps)
+        plays, cannot = playable(trace, hello, load_col, caps)
         info.update(plays=plays, not_played=cannot, agent={k: hello.get(k) for k in ("hostname", "runtime",
                                                                                      "runtime_version", "cpu_count")})
         for c in cannot:
@@ -374,7 +403,7 @@ def _main(args) -> int:
             log = LiveLog(tmp / f"live-{r + 1}.jsonl")
             try:
                 steps, rinfo = run_live(session, camp, real, env, policy, remote, sc.qoe, power, load_col, cpu_count, log,
-                                        args.max_loaded, say)
+                                        args.max_loaded, say, freq_col)
             finally:
                 log.close()
             lives.append(steps)

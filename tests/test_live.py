@@ -184,3 +184,26 @@ def test_report_shows_simulator_vs_live(world):
     assert "latency_ms_mean" in sec and "candidate_agreement" in sec and "Drift factor" in sec
     imgs = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', sec)
     assert len(imgs) == 1 and b"<svg" in base64.b64decode(imgs[0])[:400]
+
+
+def test_frequency_column_becomes_a_cap_and_is_restored(world, tmp_path, monkeypatch, capsys):
+    """This VM has no cpufreq: the cap is tested on a sysfs tree written here (EDGE_AGENT_SYSFS_ROOT),
+    at the level the agent writes it: scaling_max_freq follows the trace and is restored after."""
+    camp, _, _ = world
+    cpu = tmp_path / "root" / "sys" / "devices" / "system" / "cpu" / "cpu0" / "cpufreq"
+    cpu.mkdir(parents=True)
+    for k, v in {"scaling_max_freq": "2000000", "cpuinfo_max_freq": "2000000", "cpuinfo_min_freq": "400000",
+                 "scaling_cur_freq": "2000000"}.items():
+        (cpu / k).write_text(v + "\n")
+    monkeypatch.setenv("EDGE_AGENT_SYSFS_ROOT", str(tmp_path / "root"))
+    trace = tmp_path / "freq.csv"     # capped at 1000 MHz from 1 s to 2.5 s
+    trace.write_text("t_s,background_load,cpu_freq_mhz_mean\n" + "".join(
+        f"{t / 2},0,{1000 if 2 <= t < 5 else 2000}\n" for t in range(8)))
+    assert live.main(["--target", "local", "--campaign", str(camp), "--trace", str(trace), "--dry-run"]) == 0
+    assert "plays   cpu_freq_mhz_mean: a cap" in capsys.readouterr().out
+    out = tmp_path / "out"
+    assert live.main(["--target", "local", "--campaign", str(camp), "--trace", str(trace), "--out", str(out), "-q"]) == 0
+    rows = [json.loads(x) for x in (out / "live-1.jsonl").read_text().splitlines()]
+    capped = {round(r["t_s"], 1): r["freq_cap_mhz"] for r in rows}
+    assert capped[1.5] == 1000.0 and capped[3.0] == 2000.0 and capped[0.5] == 2000.0
+    assert (cpu / "scaling_max_freq").read_text().strip() == "2000000"     # restored
