@@ -158,7 +158,9 @@ def test_import_skips_corrupt_files_with_one_line_each(bundled, tmp_path, capsys
     (d / "acc.csv").write_text("file,accuracy\n" + f"{cands[0].path.name},0.5\n")
     assert zoo_main(["import", str(d), "--accuracy", str(d / "acc.csv")]) == 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and any("broken.tflite" in line for line in err) and any("notes.tflite" in line for line in err)
+    skipped = [line for line in err if line.startswith("skipped")]
+    assert len(skipped) == 2 and any("broken.tflite" in x for x in skipped) and any("notes.tflite" in x for x in skipped)
+    assert any("2 candidate(s) without accuracy" in line for line in err)
     doc, imported = load_manifest(d)
     assert sorted(c.id for c in imported) == sorted(c.id for c in cands[:3])
     by_id = {c.id: c for c in imported}
@@ -515,3 +517,36 @@ def test_a_kernel_rebuilt_alone_has_the_network_operators_shapes(tmp_path):
     relu = tmp_path / "relu.tflite"
     relu.write_bytes(convert(keras_model({"kind": "relu", "hw": 4, "cin": 8}), "float32"))
     assert read_graph(relu).op_histogram == {"RELU": 1}
+
+
+def test_import_into_a_built_zoo_merges_and_keeps_a_backup(bundled, tmp_path, capsys):
+    """Issue 33: `zoo import` on a folder with a built zoo's manifest rewrote it (accuracy None,
+    knobs empty, family renamed, no backup). Now it merges, backs up, and refuses accuracy rows
+    for files that are not there."""
+    doc, cands = bundled
+    d = tmp_path / "built"
+    d.mkdir()
+    for c in cands[:3]:
+        shutil.copyfile(c.path, d / c.path.name)
+    mine = [e for e in doc["candidates"] if e["file"] in {c.path.name for c in cands[:3]}]
+    (d / "manifest.json").write_text(json.dumps(dict(doc, candidates=mine)))
+    before = (d / "manifest.json").read_text()
+    assert zoo_main(["import", str(d)]) == 0
+    _, after = load_manifest(d)
+    old = {c.id: c for c in cands[:3]}
+    for c in after:
+        assert (c.accuracy, c.family, c.entry["knobs"]) == (old[c.id].accuracy, old[c.id].family, old[c.id].entry["knobs"])
+    (bak,) = d.glob("manifest.json.bak-*")
+    assert bak.read_text() == before
+    shutil.copyfile(cands[3].path, d / cands[3].path.name)          # a new file joins
+    assert zoo_main(["import", str(d)]) == 0
+    _, after = load_manifest(d)
+    assert len(after) == 4 and {c.id: c.accuracy for c in after}[cands[3].id] is None
+    assert f"without accuracy (give --accuracy CSV with file,accuracy): {cands[3].id}" in capsys.readouterr().err
+    (d / "acc.csv").write_text("file,accuracy\nghost.tflite,0.9\n")
+    kept = (d / "manifest.json").read_text()
+    assert zoo_main(["import", str(d), "--accuracy", str(d / "acc.csv")]) == 2
+    assert "names files not in" in capsys.readouterr().err and (d / "manifest.json").read_text() == kept
+    assert zoo_main(["import", str(d), "--force"]) == 0                # rebuilt from the graphs, backed up again
+    _, forced = load_manifest(d)
+    assert all(c.entry["knobs"] == {} for c in forced) and len(list(d.glob("manifest.json.bak-*"))) >= 2

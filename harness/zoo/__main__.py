@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     i = sub.add_parser("import", help="make a family from a directory of .tflite files")
     i.add_argument("dir", type=Path)
     i.add_argument("--accuracy", type=Path, help="CSV with file,accuracy columns")
-    i.add_argument("--family", help="family name (default: the directory's name)")
+    i.add_argument("--family", help="family name (default: the manifest's there, else the directory's name)")
+    i.add_argument("--force", action="store_true",
+                   help="rebuild the manifest from the graphs alone instead of merging with the one there (backed up)")
     n = sub.add_parser("inspect", help="what a .tflite computes in and how much of it XNNPACK runs, from the graph "
                        "alone (no runtime needed)")
     n.add_argument("models", nargs="+", type=Path)
@@ -87,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(m['candidates'])} candidates -> {args.out / 'manifest.json'}")
         else:
             from harness.zoo.importer import import_dir
-            m, skipped = import_dir(args.dir, args.accuracy, args.family)
+            m, skipped = import_dir(args.dir, args.accuracy, args.family, args.force)
             for line in skipped:
                 print(line, file=sys.stderr)
+            n_skip = sum(line.startswith("skipped") for line in skipped)
             print(f"{len(m['candidates'])} candidates imported -> {args.dir / 'manifest.json'}"
-                  + (f" ({len(skipped)} skipped)" if skipped else ""))
+                  + (f" ({n_skip} skipped)" if n_skip else ""))
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
