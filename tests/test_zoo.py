@@ -550,3 +550,27 @@ def test_import_into_a_built_zoo_merges_and_keeps_a_backup(bundled, tmp_path, ca
     assert zoo_main(["import", str(d), "--force"]) == 0                # rebuilt from the graphs, backed up again
     _, forced = load_manifest(d)
     assert all(c.entry["knobs"] == {} for c in forced) and len(list(d.glob("manifest.json.bak-*"))) >= 2
+
+
+@pytest.mark.parametrize("field, value, expect", [
+    ("accuracy", "high", "candidates[0].accuracy: expected a number from 0 to 1 or null, got 'high'"),
+    ("accuracy", 1.5, "candidates[0].accuracy: expected a number from 0 to 1"),
+    ("macs", "lots", "candidates[0].macs: expected a whole number >= 0, got 'lots'"),
+    ("params", -1, "candidates[0].params: expected a whole number >= 0"),
+    ("knobs", [1], "candidates[0].knobs: expected a mapping"),
+])
+def test_manifest_values_checked_before_any_job(bundled, tmp_path, capsys, field, value, expect):
+    """Issue 33: `accuracy: "high"` let a campaign run, then its export, report and resume failed;
+    `macs: "lots"` was a traceback. Both are one line and exit 2 before anything runs."""
+    from harness.collect import main as collect
+    doc, cands = bundled
+    d = tmp_path / "zoo"
+    d.mkdir()
+    shutil.copyfile(cands[0].path, d / cands[0].path.name)
+    entry = dict(next(e for e in doc["candidates"] if e["file"] == cands[0].path.name), **{field: value})
+    (d / "manifest.json").write_text(json.dumps(dict(doc, candidates=[entry])))
+    out = tmp_path / "runs"
+    assert collect(["--zoo", str(d), "--out", str(out), "--runs", "5", "--no-report", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expect in err and len(err.splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())

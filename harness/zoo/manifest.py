@@ -36,6 +36,24 @@ def write_manifest(d: Path, doc: dict) -> Path:
     return path
 
 
+def _check_candidate(path: Path, i: int, c: dict) -> None:
+    """Types and ranges, before any job runs: a value the store or the Parquet export cannot take
+    would strand a finished campaign (issue 33)."""
+    where = f"{path}: candidates[{i}]"
+    for k in ("id", "file", "sha256", "family"):
+        if not isinstance(c[k], str) or not c[k]:
+            raise BadInput(f"{where}.{k}: expected a non-empty string, got {c[k]!r}")
+    for k in ("macs", "params", "file_bytes"):
+        v = c[k]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise BadInput(f"{where}.{k}: expected a whole number >= 0, got {v!r}")
+    acc = c.get("accuracy")
+    if acc is not None and (isinstance(acc, bool) or not isinstance(acc, (int, float)) or not 0 <= acc <= 1):
+        raise BadInput(f"{where}.accuracy: expected a number from 0 to 1 or null, got {acc!r}")
+    if not isinstance(c.get("knobs", {}), dict):
+        raise BadInput(f"{where}.knobs: expected a mapping, got {c.get('knobs')!r}")
+
+
 def load_manifest(zoo: str | Path) -> tuple[dict, list[Candidate]]:
     """Read ``zoo`` (a directory holding manifest.json, or the file itself)."""
     zoo = Path(zoo)
@@ -60,6 +78,7 @@ def load_manifest(zoo: str | Path) -> tuple[dict, list[Candidate]]:
         if c["id"] in seen:
             raise BadInput(f"{path}: candidates[{i}].id: duplicate id {c['id']!r}")
         seen.add(c["id"])
+        _check_candidate(path, i, c)
         out.append(Candidate(c["id"], path.parent / c["file"], c["sha256"], c["family"], int(c["macs"]),
                              int(c["params"]), int(c["file_bytes"]), c.get("accuracy"), c.get("knobs", {}), c))
     return doc, out
