@@ -52,9 +52,22 @@ def _int_list(s: str, what: str) -> list[int]:
         vals = [int(x) for x in s.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{what}: expected comma-separated integers, got {s!r}") from None
-    if not vals or any(v < 0 for v in vals):
-        raise argparse.ArgumentTypeError(f"{what}: expected non-negative integers, got {s!r}")
+    low = 1 if what == "--threads" else 0     # a job needs a thread; background load may be none
+    if not vals or any(v < low for v in vals):
+        raise argparse.ArgumentTypeError(f"{what}: expected integers >= {low}, got {s!r}")
     return vals
+
+
+def _at_least(low: float, what: str, kind=int):
+    def f(s: str):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what}: expected a number, got {s!r}") from None
+        if not v >= low or v != v:
+            raise argparse.ArgumentTypeError(f"{what}: expected a number >= {low:g}, got {s!r}")
+        return v
+    return f
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=lambda s: _int_list(s, "--threads"), help="e.g. 1,2,4")
     ap.add_argument("--background-load", type=lambda s: _int_list(s, "--background-load"),
                     help="busy processes on the target, e.g. 0,1,2")
-    ap.add_argument("--runs", type=int, help="timed runs per job")
+    ap.add_argument("--runs", type=_at_least(1, "--runs"), help="timed runs per job")
     ap.add_argument("--reference", default=DEFAULT_REFERENCE,
                     help="after each job's timed runs, this model and the job's are invoked in pairs, back to back, "
                          "for a relative latency that a drifting machine repeats (a candidate id of the zoo or the "
@@ -75,13 +88,16 @@ def parser() -> argparse.ArgumentParser:
                          "weights that XNNPACK runs whole, in float32 for a dynamic-range int8 one it runs in pieces)")
     ap.add_argument("--full", action="store_true", help=f"the full grid {FULL}")
     ap.add_argument("--candidates", help="comma-separated candidate ids (default: all)")
-    ap.add_argument("--limit", type=int, help="only the first N candidates")
+    ap.add_argument("--limit", type=_at_least(1, "--limit"), help="only the first N candidates")
     ap.add_argument("--targets", help="comma-separated target names (default: all)")
     ap.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: runs/)")
     ap.add_argument("--resume", metavar="CAMPAIGN", help="measure only what CAMPAIGN is missing")
-    ap.add_argument("--job-timeout", type=float, default=120.0)
-    ap.add_argument("--retries", type=int, default=3)
-    ap.add_argument("--backoff", type=float, default=1.0)
+    ap.add_argument("--job-timeout", type=_at_least(1e-9, "--job-timeout", float), default=120.0,
+                    help="seconds one job may take on the target (default 120)")
+    ap.add_argument("--retries", type=_at_least(0, "--retries"), default=3,
+                    help="extra attempts per job and per connection after the first (default 3)")
+    ap.add_argument("--backoff", type=_at_least(0, "--backoff", float), default=1.0,
+                    help="seconds before the first retry, doubled each time, at most 30 (default 1)")
     ap.add_argument("--known-hosts", default="~/.ssh/known_hosts")
     ap.add_argument("--ssh-config", default="~/.ssh/config")
     ap.add_argument("--trust-new-hosts", action="store_true",
@@ -137,6 +153,8 @@ def _reference(spec: str, zoo: Path | None) -> dict | None:
     if p.suffix == ".tflite":
         if not p.is_file():
             raise BadInput(f"--reference: {p}: no such file")
+        from harness.zoo.graph import read_graph
+        read_graph(p)     # a corrupt reference is refused now, not dropped from every job's result later
         return {"id": p.stem, "path": str(p.resolve()), "sha256": sha256_file(p)}
     for z in ([zoo] if zoo else []) + [BUNDLED]:
         for c in load_manifest(z)[1]:
@@ -294,7 +312,10 @@ def _main(args, argv) -> int:
     print(f"output: {run_dir}/  ({pq.name})")
     store.close()
     incomplete = sum(v for k, v in counts.items() if k not in ("ok", "failed"))
-    return 1 if incomplete else 0
+    failed = counts.get("failed", 0)
+    if failed:
+        print(f"{failed} of {sum(counts.values())} job(s) failed (errors above and in campaign.sqlite)")
+    return 1 if incomplete or failed else 0
 
 
 if __name__ == "__main__":

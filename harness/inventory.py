@@ -54,13 +54,31 @@ class Target:
     adb: str = "adb"                  # adb: the client to run
 
 
+def _is_int(v) -> bool:
+    """An integer, and not a YAML true/false (bool is an int subclass in Python)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """A key given twice in one mapping is an error, not the last one silently winning."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for k, _ in node.value:
+            key = self.construct_object(k, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", k.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def _load_yaml(path: Path):
     try:
         text = path.read_text()
-    except OSError as e:
-        raise BadInput(f"{path}: cannot read ({e.strerror})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInput(f"{path}: cannot read ({getattr(e, 'strerror', None) or 'not text'})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeys)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -161,7 +179,7 @@ def load_inventory(path: str | Path | None, profiles_dir: Path = PROFILES_DIR) -
             _expect(t.get("serial") is None and t.get("adb") is None, f"{w}", "serial and adb only with transport: adb",
                     sorted(k for k in ("serial", "adb") if t.get(k) is not None))
         port = t.get("port")
-        _expect(port is None or (isinstance(port, int) and 0 < port < 65536), f"{w}.port", "an integer 1-65535", port)
+        _expect(port is None or (_is_int(port) and 0 < port < 65536), f"{w}.port", "an integer 1-65535", port)
         for k in ("user", "identity_file", "python", "workdir", "provision", "serial", "adb"):
             _expect(t.get(k) is None or isinstance(t[k], str), f"{w}.{k}", "a string", t.get(k))
         _expect(t.get("provision") in (None, "ai-edge-litert", "tflite-runtime"), f"{w}.provision",
@@ -173,12 +191,13 @@ def load_inventory(path: str | Path | None, profiles_dir: Path = PROFILES_DIR) -
                 "device (read by the agent, the default) or host (attached to this computer)", (pm or {}).get("attached"))
         _expect(t.get("governor") is None or isinstance(t["governor"], str), f"{w}.governor",
                 "a cpufreq governor name (performance, userspace, ...)", t.get("governor"))
-        _expect(t.get("nvpmodel") is None or isinstance(t["nvpmodel"], int), f"{w}.nvpmodel", "a power mode id",
+        _expect(t.get("nvpmodel") is None or _is_int(t["nvpmodel"]), f"{w}.nvpmodel", "a power mode id",
                 t.get("nvpmodel"))
         cd = t.get("cooldown_c")
-        _expect(cd is None or (isinstance(cd, (int, float)) and cd > 0), f"{w}.cooldown_c", "degrees C > 0", cd)
+        _expect(cd is None or (isinstance(cd, (int, float)) and not isinstance(cd, bool) and cd > 0), f"{w}.cooldown_c",
+                "degrees C > 0", cd)
         cpus = t.get("cpus")
-        _expect(cpus is None or (isinstance(cpus, list) and cpus and all(isinstance(c, int) and c >= 0 for c in cpus)),
+        _expect(cpus is None or (isinstance(cpus, list) and cpus and all(_is_int(c) and c >= 0 for c in cpus)),
                 f"{w}.cpus", "a list of CPU numbers", cpus)
         default_py = sys.executable if tr == "local" else "python3"
         out.append(Target(name, prof, tr, t.get("host"), t.get("user"), port, t.get("identity_file"),

@@ -42,6 +42,20 @@ UNITS = {"t_s": "s", "cpu_load_pct": "% of all CPUs busy over the period (/proc/
          "background_load": "busy processes the recorder started"}
 
 
+def _seconds(what: str, low: float, kind=float):
+    """An argparse type: a finite number >= low (nan and inf would record until killed)."""
+    def f(text: str):
+        import math
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what}: expected a number, got {text!r}") from None
+        if not (math.isfinite(v) and v >= low):
+            raise argparse.ArgumentTypeError(f"{what}: expected a finite number >= {low:g}, got {text!r}")
+        return v
+    return f
+
+
 def row_of(ctx: dict, prev: dict | None, t0: float, n_cpus: int, load: int) -> dict:
     """One canonical row from a context snapshot (and the previous one, for rates)."""
     r: dict = {"t_s": round(ctx["t_mono"] - t0, 4), "background_load": load}
@@ -203,12 +217,14 @@ def parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--target", default="local", help="target name (default: local, the local machine)")
     ap.add_argument("--inventory", "-i", type=Path, help="targets YAML (default: the local machine only)")
-    ap.add_argument("--duration", type=float, required=True, help="seconds")
-    ap.add_argument("--period", type=float, required=True, help="seconds between samples")
+    ap.add_argument("--duration", type=float, required=True, help="seconds (> 0)")
+    ap.add_argument("--period", type=float, required=True, help="seconds between samples (> 0)")
     ap.add_argument("--out", type=Path, required=True, help="trace CSV (a .manifest.json is written beside it)")
-    ap.add_argument("--load", type=int, default=0, help="busy processes to run on the target as a workload")
-    ap.add_argument("--load-start", type=float, default=0.0, help="start the load this many seconds in")
-    ap.add_argument("--load-stop", type=float, help="stop it this many seconds in (default: at the end)")
+    ap.add_argument("--load", type=_seconds("--load", 0, int), default=0, help="busy processes to run on the target as a "
+                    "workload (default 0)")
+    ap.add_argument("--load-start", type=_seconds("--load-start", 0), default=0.0,
+                    help="start the load this many seconds in (default 0)")
+    ap.add_argument("--load-stop", type=_seconds("--load-stop", 0), help="stop it this many seconds in (default: at the end)")
     ap.add_argument("--no-power", action="store_true", help="do not read the power meter")
     ap.add_argument("--known-hosts", default="~/.ssh/known_hosts")
     ap.add_argument("--ssh-config", default="~/.ssh/config")
@@ -220,7 +236,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        if args.duration <= 0 or args.period <= 0:
+        import math
+        if not (args.duration > 0 and args.period > 0 and math.isfinite(args.duration) and math.isfinite(args.period)):
+            # nan compared false and recorded until killed
             raise BadInput(f"--duration and --period: expected seconds > 0, got {args.duration} and {args.period}")
         targets = {t.name: t for t in load_inventory(args.inventory, args.profiles)}
         if args.target not in targets:

@@ -60,15 +60,17 @@ def test_corrupt_model_gives_an_error_row_and_the_campaign_goes_on(tmp_path, sma
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
-        assert main(["--zoo", str(zoo), "--out", str(out), *QUICK]) == 0
+        assert main(["--zoo", str(zoo), "--out", str(out), *QUICK]) == 1     # a failed job: not a success
     finally:
         os.chdir(cwd)
+    printed = capsys.readouterr().out
+    assert "1 of 3 job(s) failed" in printed
     rows = {r["candidate_id"]: r for r in pq.read_table(_campaign(out) / "measurements.parquet").to_pylist()}
     assert rows[small_ids[0]]["status"] == "ok"           # the odd file name is measured normally
     assert rows[small_ids[1]]["status"] == "failed" and "cannot load model" in rows[small_ids[1]]["error"]
     assert rows[small_ids[2]]["status"] == "ok"           # and the campaign went on
     assert not (tmp_path / "PWNED").exists()
-    assert "model: cannot load model" in capsys.readouterr().out
+    assert "model: cannot load model" in printed
 
 
 def test_agent_killed_mid_campaign_is_retried(tmp_path, small_ids):

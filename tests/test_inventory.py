@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,42 @@ def test_ssh_config_is_honoured(tmp_path):
     # explicit inventory values win over the config
     r = resolve(SSHParams("board", port=22, user="root", ssh_config=str(cfg)))
     assert (r["user"], r["port"]) == ("root", 22)
+
+
+@pytest.mark.parametrize("body, expect", [
+    ("targets:\n  - {name: a, profile: x86-linux, transport: ssh, host: h, port: true}\n", "port: expected an integer 1-65535"),
+    ("targets:\n  - {name: a, profile: x86-linux, transport: local, cpus: [true]}\n", "cpus: expected a list of CPU numbers"),
+    ("targets:\n  - name: a\n    profile: x86-linux\n    transport: local\n    name: b\n", "key 'name' given twice"),
+])
+def test_inventory_values_that_make_no_sense(tmp_path, body, expect):
+    """Issue 33: `port: true`, `cpus: [true]` (YAML booleans are ints in Python) and a key given
+    twice (the last one won silently) were accepted."""
+    p = tmp_path / "inv.yaml"
+    p.write_text(body)
+    with pytest.raises(BadInput, match=re.escape(expect)):
+        load_inventory(p)
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--runs", "0"], "--runs: expected a number >= 1"), (["--runs", "-1"], "--runs: expected a number >= 1"),
+    (["--limit", "0"], "--limit: expected a number >= 1"), (["--limit", "-1"], "--limit: expected a number >= 1"),
+    (["--threads", "0"], "--threads: expected integers >= 1"), (["--retries", "-1"], "--retries: expected a number >= 0"),
+])
+def test_collect_values_that_make_no_sense(tmp_path, capsys, args, expect):
+    from harness.collect import main as collect
+    with pytest.raises(SystemExit) as e:
+        collect([*args, "--out", str(tmp_path / "runs")])
+    assert e.value.code == 2 and expect in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_corrupt_reference_and_record_nan(tmp_path, capsys):
+    from harness.collect import main as collect
+    from harness.record import main as record
+    bad = tmp_path / "ref.tflite"
+    bad.write_bytes(b"\x10\x00\x00\x00TFL3" + bytes(range(256)))
+    assert collect(["--reference", str(bad), "--out", str(tmp_path / "runs"), "--runs", "5"]) == 2
+    assert "ref.tflite" in capsys.readouterr().err
+    assert record(["--duration", "nan", "--period", "0.5", "--out", str(tmp_path / "t.csv")]) == 2
+    assert "--duration and --period: expected seconds > 0, got nan" in capsys.readouterr().err
+    assert not (tmp_path / "t.csv").exists()
