@@ -7,6 +7,7 @@ runs/<campaign>/ (campaign.sqlite, measurements.parquet).
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import shlex
 import sys
@@ -102,6 +103,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--ssh-config", default="~/.ssh/config")
     ap.add_argument("--trust-new-hosts", action="store_true",
                     help="trust-on-first-use: accept and record unknown SSH host keys")
+    ap.add_argument("--allow-changed-target", action="store_true",
+                    help="with --resume: a target whose profile, transport or host changed since the campaign began is "
+                         "measured under a new name (NAME@<identity>) instead of being refused")
     ap.add_argument("--profiles", type=Path, default=PROFILES_DIR, help=argparse.SUPPRESS)
     ap.add_argument("--no-report", action="store_true", help="skip the HTML report")
     ap.add_argument("--quiet", "-q", action="store_true")
@@ -196,6 +200,66 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def _identity(t) -> dict:
+    return {"profile_sha256": t.profile.sha256, "transport": t.transport, "host": t.host or t.serial}
+
+
+def _same_targets(store: Store, cid: str, targets: list, allow: bool, log) -> list:
+    """On --resume, a target must still be what the campaign measured (profile file, transport,
+    host): otherwise its pending jobs would be stored under the old identity. With ``allow``, a
+    changed target continues under a new name and its pending jobs move there."""
+    import dataclasses
+    import hashlib
+    import json as _json
+    stored = {t["name"]: t for t in store.targets(cid)}
+    out = []
+    for t in targets:
+        was = stored.get(t.name)
+        now = _identity(t)
+        if was is None:
+            out.append(t)
+            continue
+        changed = [f"{k} {was.get(k)!r} -> {v!r}" for k, v in now.items() if was.get(k) != v]
+        if not changed:
+            out.append(t)
+            continue
+        if not allow:
+            raise BadInput(f"--resume: target {t.name} changed since campaign {cid} began ({'; '.join(changed)}): "
+                           f"its jobs would be stored as the old one's; --allow-changed-target measures the rest "
+                           f"under a new name")
+        new = f"{t.name}@{hashlib.sha256(_json.dumps(now, sort_keys=True).encode()).hexdigest()[:8]}"
+        t2 = dataclasses.replace(t, name=new)
+        store.add_target(cid, t2)
+        store.move_pending(cid, t.name, new)
+        log(f"target {t.name} changed ({'; '.join(changed)}): its pending jobs are measured as {new}")
+        out.append(t2)
+    return out
+
+
+class CampaignLock:
+    """One collector per campaign: an exclusive lock on RUN_DIR/campaign.lock, held while it runs
+    (released by the OS if the process dies)."""
+
+    def __init__(self, run_dir: Path):
+        import fcntl
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.f = (run_dir / "campaign.lock").open("a+")
+        try:
+            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.f.seek(0)
+            who = self.f.read().strip() or "another process"
+            self.f.close()
+            raise BadInput(f"{run_dir}: campaign is being collected by {who}; one collector per campaign") from None
+        self.f.seek(0)
+        self.f.truncate()
+        self.f.write(f"pid {os.getpid()}\n")
+        self.f.flush()
+
+    def release(self) -> None:
+        self.f.close()
+
+
 def _build_report(run_dir: Path) -> str:
     """The report through its CLI: harness is the lowest layer and imports nothing above it
     (reports imports the simulator, which imports harness)."""
@@ -216,19 +280,24 @@ def _build_report(run_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    locks: list[CampaignLock] = []
     try:
-        return _main(args, argv)
+        return _main(args, argv, locks)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        for lock in locks:
+            lock.release()
 
 
-def _main(args, argv) -> int:
+def _main(args, argv, locks: list) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if args.resume:
         run_dir = args.out / args.resume
         if not (run_dir / "campaign.sqlite").is_file():
             raise HarnessError(f"{run_dir}/campaign.sqlite: no such campaign to resume")
+        locks.append(CampaignLock(run_dir))
         store = Store(run_dir / "campaign.sqlite")
         camp = store.campaign(args.resume)
         if camp is None:
@@ -238,6 +307,7 @@ def _main(args, argv) -> int:
         targets = load_inventory(inv, args.profiles)
         if saved.get("targets"):
             targets = [t for t in targets if t.name in saved["targets"].split(",")]
+        targets = _same_targets(store, cid, targets, args.allow_changed_target, log)
         grid = saved["grid"]
     else:
         grid = _plan(args)
@@ -259,6 +329,7 @@ def _main(args, argv) -> int:
             cands = cands[: args.limit]
         cid = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
         run_dir = args.out / cid
+        locks.append(CampaignLock(run_dir))
         store = Store(run_dir / "campaign.sqlite")
         store.create_campaign(cid, _settings_doc(args, grid), shlex.join(["python", "-m", "harness.collect",
                                                                            *(argv or sys.argv[1:])]))

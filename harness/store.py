@@ -159,6 +159,13 @@ class Store:
             cols = [d[0] for d in cur.description]
             return [dict(zip(cols, r)) for r in cur.fetchall()]
 
+    def move_pending(self, cid: str, old: str, new: str) -> int:
+        """Jobs of ``old`` not yet final now belong to target ``new`` (a changed target on --resume)."""
+        with self._tx() as db:
+            cur = db.execute(f"UPDATE jobs SET target=? WHERE campaign_id=? AND target=? AND status NOT IN {FINAL}",
+                             (new, cid, old))
+            return cur.rowcount
+
     # ------------------------------------------------------------------ results
     def record_result(self, job_id: int, res: dict, started_at: float, power_model: tuple[str, dict] | None = None,
                       ) -> None:

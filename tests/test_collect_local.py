@@ -232,3 +232,36 @@ def test_campaign_begun_before_hybrid_split_keeps_its_hybrid_reference(tmp_path)
         "id": "h", "blocks": {"skip": 2, "timed": 4}}
     assert reference_for({**old, "by_dtype": {**old["by_dtype"], "hybrid-split": {"id": "s"}}},
                          str(c.path), c.sha256) == {"id": "s"}
+
+
+def test_resume_refuses_a_changed_target_and_a_second_collector(tmp_path, small_ids, capsys):
+    """Issue 33: --resume after the inventory changed measured the pending jobs on the new target
+    and stored them under the old identity; two collectors on one campaign measured everything
+    twice. Now: one line naming what changed (or a new target name when allowed), and a lock."""
+    import fcntl
+    import sqlite3
+    zoo = make_zoo(tmp_path / "zoo", small_ids)
+    inv = local_inventory(tmp_path, tmp_path / "w")
+    out = tmp_path / "runs"
+    # a campaign with pending jobs: make one, then mark one candidate's jobs pending again
+    assert main(["-i", str(inv), "--zoo", str(zoo), "--out", str(out), *QUICK]) == 0
+    d = _campaign(out)
+    db = sqlite3.connect(d / "campaign.sqlite")
+    db.execute("UPDATE jobs SET status='pending' WHERE candidate_id=?", (small_ids[1],))
+    db.commit()
+    db.close()
+    # the same name now points at another profile
+    inv.write_text(inv.read_text().replace("profile: x86-linux", "profile: raspberry-pi-4"))
+    assert main(["--resume", d.name, "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "target here changed since campaign" in err and "profile_sha256" in err
+    # a second collector on the same campaign is refused while the lock is held
+    with (d / "campaign.lock").open("a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["--resume", d.name, "--out", str(out), "--allow-changed-target", "-q"]) == 2
+        assert "being collected by" in capsys.readouterr().err
+    assert main(["--resume", d.name, "--out", str(out), "--allow-changed-target", "-q"]) == 0
+    db = sqlite3.connect(d / "campaign.sqlite")
+    moved = db.execute("SELECT target, status FROM jobs WHERE candidate_id=?", (small_ids[1],)).fetchall()
+    db.close()
+    assert moved and all(tg.startswith("here@") and st == "ok" for tg, st in moved)
