@@ -72,6 +72,13 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():   # an existing file that is not a store is never rewritten in place
+            with self.path.open("rb") as f:
+                head = f.read(16)
+            if head != b"SQLite format 3\x00":
+                from harness.errors import BadInput
+                what = "empty" if not head else "not an SQLite database"
+                raise BadInput(f"{self.path}: {what}; not a campaign store (left as it is)")
         self._lock = threading.RLock()
         self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")

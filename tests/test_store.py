@@ -69,3 +69,27 @@ def test_throttle_flag():
     assert _throttled({"throttle_count": 3}, {"throttle_count": 5}) == 1
     assert _throttled({"vcgencmd_throttled": 0x50000}, {"vcgencmd_throttled": 0x50000}) == 0
     assert _throttled({"vcgencmd_throttled": 0x0}, {"vcgencmd_throttled": 0x4}) == 1
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a database" * 10])
+def test_a_file_that_is_not_a_store_is_never_rewritten(tmp_path, capsys, content):
+    """Issue 33: a zero-byte campaign.sqlite was rewritten with an empty schema by --resume and by
+    reports.build. Now it is refused in one line and left as it was."""
+    from harness.collect import main as collect
+    d = tmp_path / "runs" / "c1"
+    d.mkdir(parents=True)
+    (d / "campaign.sqlite").write_bytes(content)
+    assert collect(["--resume", "c1", "--out", str(tmp_path / "runs"), "-q"]) == 2
+    assert "not a campaign store" in capsys.readouterr().err
+    from reports.build import build_report
+    html = build_report(d).read_text()
+    assert "campaign.sqlite: unreadable" in html
+    assert (d / "campaign.sqlite").read_bytes() == content
+
+
+def test_binary_zoo_manifest_is_one_line(tmp_path):
+    from harness.errors import BadInput
+    from harness.zoo.manifest import load_manifest
+    (tmp_path / "manifest.json").write_bytes(bytes(range(256)))
+    with pytest.raises(BadInput, match="not a text file"):
+        load_manifest(tmp_path)

@@ -64,6 +64,8 @@ def load_manifest(zoo: str | Path) -> tuple[dict, list[Candidate]]:
         raise BadInput(f"{path}: no zoo manifest here (build one with python -m harness.zoo)") from None
     except json.JSONDecodeError as e:
         raise BadInput(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: not a text file; expected a JSON zoo manifest") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("candidates"), list):
         raise BadInput(f"{path}: expected an object with a 'candidates' list")
     v = doc.get("schema_version")
