@@ -54,9 +54,10 @@ def _validation(d: Path) -> dict:
         return {r["metric"]: r for r in csv.DictReader(f)}
 
 
-def _worst_cell(d: Path) -> float:
+def _cells(d: Path) -> dict:
     with (d / "cells.csv").open() as f:
-        return max(abs(np.log(float(r["ratio"]))) for r in csv.DictReader(f))
+        return {(r["choice"], r["busy_cpus"]): {k: float(r[k]) for k in ("world_ms", "live_service_ms")}
+                for r in csv.DictReader(f)}
 
 
 def _step_shows(d: Path, run: str) -> tuple[float, float]:
@@ -82,13 +83,17 @@ def test_live_local_load_step_then_calibrated(world, capsys):
         loaded, calm = _step_shows(out, run)
         assert loaded > 1.3 * calm, (run, loaded, calm)
     assert (out / "cells.csv").read_text().count("\n") >= 3     # header + a cell per load level
-    # a second comparison, the world calibrated by the first live run: the cells' service times
-    # (live over the world's draws for the same requests) come closer to 1
+    # a second comparison, the world calibrated by the first live run: per cell, the calibrated
+    # world's median is what the first run measured live (up to the two runs' drift factors).
+    # Whether the second live run then agrees better is the machine's to say: with both CPUs busy,
+    # one live run's loaded cell can differ from the next by 2x here (bench/live_validation.py)
     out2 = root / "live2"
     assert live.main(["--target", "local", "--campaign", str(camp), "--trace", str(trace), "--policy", "static-belief",
                       "--out", str(out2), "--calibrate", str(out), "-q"]) == 0
-    e1, e2 = (_worst_cell(d) for d in (out, out2))
-    assert e2 < max(e1, np.log(1.25)), (e1, e2)
+    first, second = (_cells(d) for d in (out, out2))
+    assert set(first) == set(second)
+    for cell, c1 in first.items():
+        assert 0.67 < second[cell]["world_ms"] / c1["live_service_ms"] < 1.5, (cell, c1, second[cell])
     # and replay takes the same calibration
     assert rp.main(["--campaign", str(camp), "--trace", str(trace), "--policy", "static-belief", "--calibrate", str(out),
                     "--out", str(root / "rc"), "-q"]) == 0
