@@ -71,7 +71,7 @@ def main() -> int:
     def run(name, r=real, e=env):
         p = pol.make(name)
         p.reset(e, np.random.default_rng(0))
-        return rp.run_policy(r, e, p, "cpu_load_pct", camp.cpu_count)
+        return rp.run_policy(r, e, p)
     t_greedy, _ = med(lambda: run("greedy"), args.repeat)
     print(f"greedy end to end (decisions + serving): {real.n / t_greedy:,.0f} requests/s ({t_greedy:.3f} s); "
           f"with the world's draws: {real.n / (t_greedy + t_real):,.0f} requests/s (goal >= 200,000)")

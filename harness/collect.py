@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from harness.cli import number
 from harness.errors import BadInput, HarnessError
 from harness.inventory import PROFILES_DIR, load_inventory
 from harness.runner import RunSettings, TargetWorker
@@ -59,18 +60,6 @@ def _int_list(s: str, what: str) -> list[int]:
     return vals
 
 
-def _at_least(low: float, what: str, kind=int):
-    def f(s: str):
-        try:
-            v = kind(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what}: expected a number, got {s!r}") from None
-        if not v >= low or v != v:
-            raise argparse.ArgumentTypeError(f"{what}: expected a number >= {low:g}, got {s!r}")
-        return v
-    return f
-
-
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m harness.collect", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=lambda s: _int_list(s, "--threads"), help="e.g. 1,2,4")
     ap.add_argument("--background-load", type=lambda s: _int_list(s, "--background-load"),
                     help="busy processes on the target, e.g. 0,1,2")
-    ap.add_argument("--runs", type=_at_least(1, "--runs"), help="timed runs per job")
+    ap.add_argument("--runs", type=number("--runs", 1, int), help="timed runs per job")
     ap.add_argument("--reference", default=DEFAULT_REFERENCE,
                     help="after each job's timed runs, this model and the job's are invoked in pairs, back to back, "
                          "for a relative latency that a drifting machine repeats (a candidate id of the zoo or the "
@@ -89,15 +78,15 @@ def parser() -> argparse.ArgumentParser:
                          "weights that XNNPACK runs whole, in float32 for a dynamic-range int8 one it runs in pieces)")
     ap.add_argument("--full", action="store_true", help=f"the full grid {FULL}")
     ap.add_argument("--candidates", help="comma-separated candidate ids (default: all)")
-    ap.add_argument("--limit", type=_at_least(1, "--limit"), help="only the first N candidates")
+    ap.add_argument("--limit", type=number("--limit", 1, int), help="only the first N candidates")
     ap.add_argument("--targets", help="comma-separated target names (default: all)")
     ap.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: runs/)")
     ap.add_argument("--resume", metavar="CAMPAIGN", help="measure only what CAMPAIGN is missing")
-    ap.add_argument("--job-timeout", type=_at_least(1e-9, "--job-timeout", float), default=120.0,
+    ap.add_argument("--job-timeout", type=number("--job-timeout", 0, strict=True), default=120.0,
                     help="seconds one job may take on the target (default 120)")
-    ap.add_argument("--retries", type=_at_least(0, "--retries"), default=3,
+    ap.add_argument("--retries", type=number("--retries", 0, int), default=3,
                     help="extra attempts per job and per connection after the first (default 3)")
-    ap.add_argument("--backoff", type=_at_least(0, "--backoff", float), default=1.0,
+    ap.add_argument("--backoff", type=number("--backoff", 0), default=1.0,
                     help="seconds before the first retry, doubled each time, at most 30 (default 1)")
     ap.add_argument("--known-hosts", default="~/.ssh/known_hosts")
     ap.add_argument("--ssh-config", default="~/.ssh/config")
@@ -115,8 +104,8 @@ def parser() -> argparse.ArgumentParser:
 def _plan(args) -> dict:
     grid = dict(FULL if args.full else QUICK)
     if args.plan:
-        from harness.inventory import _load_yaml
-        doc = _load_yaml(args.plan) or {}
+        from harness.inventory import load_yaml
+        doc = load_yaml(args.plan) or {}
         if not isinstance(doc, dict):
             raise BadInput(f"{args.plan}: expected a mapping with threads, background_load, runs")
         for k in ("threads", "background_load"):

@@ -72,7 +72,9 @@ class _UniqueKeys(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _load_yaml(path: Path):
+def load_yaml(path: Path):
+    """A YAML file's content; unreadable, invalid or with a key given twice: one line naming
+    file:line:column (the inventory, plans, sweep files and QoE weights all read YAML so)."""
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
@@ -96,7 +98,7 @@ def load_profile(name: str, profiles_dir: Path = PROFILES_DIR) -> Profile:
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in profiles_dir.glob("*.yaml")))
         raise BadInput(f"{path}: no such device profile (known: {known})")
-    doc = _load_yaml(path)
+    doc = load_yaml(path)
     _expect(isinstance(doc, dict), str(path), "a mapping", type(doc).__name__)
     _expect(doc.get("name") == name, f"{path}: name", f"{name!r} (the file's name)", doc.get("name"))
     _expect(doc.get("os") in ("linux", "android"), f"{path}: os", "'linux' or 'android'", doc.get("os"))
@@ -143,7 +145,7 @@ def load_inventory(path: str | Path | None, profiles_dir: Path = PROFILES_DIR) -
     if path is None:
         return [local_target(profiles_dir)]
     path = Path(path)
-    doc = _load_yaml(path)
+    doc = load_yaml(path)
     _expect(isinstance(doc, dict) and isinstance(doc.get("targets"), list), f"{path}: targets",
             "a list of targets", doc.get("targets") if isinstance(doc, dict) else doc)
     out: list[Target] = []

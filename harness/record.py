@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from harness import __version__
+from harness.cli import number
 from harness.errors import BadInput, HarnessError
 from harness.inventory import PROFILES_DIR, load_inventory
 from harness.runner import RunSettings, Session
@@ -40,20 +41,6 @@ UNITS = {"t_s": "s", "cpu_load_pct": "% of all CPUs busy over the period (/proc/
          "thermal_status": "Android thermal status 0-6 (none, light, moderate, severe, critical, emergency, shutdown)",
          "throttled": "0/1 (throttle counter rose, vcgencmd bits 0-3, or Android thermal status above none)",
          "background_load": "busy processes the recorder started"}
-
-
-def _seconds(what: str, low: float, kind=float):
-    """An argparse type: a finite number >= low (nan and inf would record until killed)."""
-    def f(text: str):
-        import math
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what}: expected a number, got {text!r}") from None
-        if not (math.isfinite(v) and v >= low):
-            raise argparse.ArgumentTypeError(f"{what}: expected a finite number >= {low:g}, got {text!r}")
-        return v
-    return f
 
 
 def row_of(ctx: dict, prev: dict | None, t0: float, n_cpus: int, load: int) -> dict:
@@ -220,11 +207,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--duration", type=float, required=True, help="seconds (> 0)")
     ap.add_argument("--period", type=float, required=True, help="seconds between samples (> 0)")
     ap.add_argument("--out", type=Path, required=True, help="trace CSV (a .manifest.json is written beside it)")
-    ap.add_argument("--load", type=_seconds("--load", 0, int), default=0, help="busy processes to run on the target as a "
+    ap.add_argument("--load", type=number("--load", 0, int), default=0, help="busy processes to run on the target as a "
                     "workload (default 0)")
-    ap.add_argument("--load-start", type=_seconds("--load-start", 0), default=0.0,
+    ap.add_argument("--load-start", type=number("--load-start", 0), default=0.0,
                     help="start the load this many seconds in (default 0)")
-    ap.add_argument("--load-stop", type=_seconds("--load-stop", 0), help="stop it this many seconds in (default: at the end)")
+    ap.add_argument("--load-stop", type=number("--load-stop", 0), help="stop it this many seconds in (default: at the end)")
     ap.add_argument("--no-power", action="store_true", help="do not read the power meter")
     ap.add_argument("--known-hosts", default="~/.ssh/known_hosts")
     ap.add_argument("--ssh-config", default="~/.ssh/config")

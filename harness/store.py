@@ -77,7 +77,7 @@ class Store:
                 head = f.read(16)
             if head != b"SQLite format 3\x00":
                 from harness.errors import BadInput
-                what = "empty" if not head else "not an SQLite database"
+                what = "empty, not an SQLite database" if not head else "not an SQLite database"
                 raise BadInput(f"{self.path}: {what}; not a campaign store (left as it is)")
         self._lock = threading.RLock()
         self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)

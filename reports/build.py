@@ -237,9 +237,11 @@ def predictors_section(run_dir: Path) -> dict:
 HINDSIGHT = ("oracle", "static-oracle")   # references that plan on the realized world
 
 
-def _replay_dir(run_dir: Path) -> Path | None:
-    for d in (run_dir / "replay", run_dir):
-        if (d / "summary.csv").is_file():
+def _output_dir(run_dir: Path, sub: str, marker: str) -> Path | None:
+    """Where a replay's or live run's output is: RUN_DIR/<sub>/, or RUN_DIR itself (that folder
+    alone gives a report too); None when ``marker`` is in neither."""
+    for d in (run_dir / sub, run_dir):
+        if (d / marker).is_file():
             return d
     return None
 
@@ -249,7 +251,7 @@ def replay_section(run_dir: Path) -> dict:
     the best online policy (files written by python -m simulator.replay; read, not imported)."""
     import csv
     import json
-    d = _replay_dir(run_dir)
+    d = _output_dir(run_dir, "replay", "summary.csv")
     if d is None:
         raise _Missing("no replay in this run folder: python -m simulator.replay writes one into replay/")
     with (d / "summary.csv").open() as f:
@@ -304,19 +306,13 @@ def replay_section(run_dir: Path) -> dict:
             "qoe": run.get("qoe"), "command": "python -m simulator.replay", "folder": str(d)}
 
 
-def _live_dir(run_dir: Path) -> Path | None:
-    for d in (run_dir / "live", run_dir):
-        if (d / "validation.csv").is_file():
-            return d
-    return None
-
 
 def live_section(run_dir: Path) -> dict:
     """The simulator against a live run of the same policy (python -m simulator.live): the error
     table, the cells that disagree most, and the runs overlaid."""
     import csv
     import json
-    d = _live_dir(run_dir)
+    d = _output_dir(run_dir, "live", "validation.csv")
     if d is None:
         raise _Missing("no live run in this run folder: python -m simulator.live writes one into live/")
     with (d / "validation.csv").open() as f:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import __version__
+from harness.cli import number, run
 from harness.errors import BadInput, HarnessError
 from harness.inventory import load_inventory, local_target
 from harness.runner import RunSettings, Session
@@ -288,9 +289,9 @@ def parser() -> argparse.ArgumentParser:
                     help="a Python file of yours that adds policies to simulator.policies.REGISTRY")
     ap.add_argument("--seed", type=int, default=0, help="seed of the simulated world's draws and the policy (default 0)")
     ap.add_argument("--repeat", type=int, default=1, help="live runs (default 1; >1 adds live_repeatability rows)")
-    ap.add_argument("--deadline-ms", type=rp._positive("--deadline-ms"), help="as simulator.replay")
-    ap.add_argument("--rate-hz", type=rp._positive("--rate-hz"), default=10.0, help="requests per second (default 10)")
-    ap.add_argument("--decide-every", type=rp._positive("--decide-every"), default=1.0, help="seconds (default 1)")
+    ap.add_argument("--deadline-ms", type=number("--deadline-ms", 0, strict=True), help="as simulator.replay")
+    ap.add_argument("--rate-hz", type=number("--rate-hz", 0, strict=True), default=10.0, help="requests per second (default 10)")
+    ap.add_argument("--decide-every", type=number("--decide-every", 0, strict=True), default=1.0, help="seconds (default 1)")
     ap.add_argument("--load-column", help="trace column of other apps' load (default: cpu_load_pct, else background_load)")
     ap.add_argument("--qoe", type=Path, help="YAML of QoE weights")
     ap.add_argument("--max-loaded", type=int, default=1,
@@ -308,11 +309,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        return _main(args)
-    except HarnessError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run(lambda: _main(args))
 
 
 def _target(args):
@@ -392,7 +389,7 @@ def _main(args) -> int:
         remote = {i: session.ensure_model(paths[cid][0], paths[cid][1]) for i, (cid, _) in enumerate(camp.choices)}
         drift.append(measure_probe(session, remote[probe], camp.choices[probe][1]) / campaign_ms)
         say(f"drift probe {camp.labels[probe]}: {drift[0]:.3f} x the campaign's median")
-        power = camp_power(target)
+        power = dict(target.profile.power_model or {})     # the estimate's model: power x time
         for r in range(args.repeat):
             real = realize(camp, world, trace, seed=sc.seed, rate_hz=sc.rate_hz, rate_column=None,
                            decide_every_s=sc.decide_every_s, load_col=load_col, battery_wh=None)
@@ -444,7 +441,7 @@ def _main(args) -> int:
     env = rp._env(camp, bel, sc, real.n_periods, None)
     policy = pol.make(args.policy, params)
     policy.reset(env, np.random.default_rng([int(sc.seed), 7]))
-    sim, timing = rp.run_policy(real, env, policy, load_col, camp.cpu_count, sc.qoe)
+    sim, timing = rp.run_policy(real, env, policy, sc.qoe)
     _write(tmp, camp, real, sim, lives, sc, args.policy, info, status)
     val = validate(sim, [lv for lv, ri in zip(lives, info["runs"]) if ri["status"] == "complete"] or lives,
                    sc.deadline_ms, real)
@@ -473,10 +470,6 @@ def _main(args) -> int:
           f"{rt['round_trip_ms_median']:.2f} ms")
     print(f"output: {out}/  (steps.parquet, summary.csv, validation.csv, cells.csv, live.json)")
     return 0 if status == "complete" else 1
-
-
-def camp_power(target) -> dict:
-    return dict(target.profile.power_model or {})
 
 
 def _publish(tmp: Path, out: Path) -> None:

@@ -56,14 +56,9 @@ def load_user(name_or_path: str) -> QoE:
 def load_qoe(path: str | Path | None) -> QoE:
     if path is None:
         return QoE()
-    import yaml
+    from harness.inventory import load_yaml
     p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInput(f"{p}: cannot read ({type(e).__name__})") from None
-    except yaml.YAMLError as e:
-        raise BadInput(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    doc = load_yaml(p)
     if not isinstance(doc, dict):
         raise BadInput(f"{p}: expected a mapping of QoE weights ({', '.join(f.name for f in fields(QoE))})")
     known = {f.name for f in fields(QoE)}

@@ -20,10 +20,9 @@ import numpy as np
 from simulator.world import Realization, ServeState, serve
 
 
-def period_tables(real: Realization, qoe, deadline_ms: float, acc: np.ndarray, switched: bool):
+def period_tables(real: Realization, P: np.ndarray, qoe, deadline_ms: float, acc: np.ndarray, switched: bool):
     """Per period and choice, the worker free at the period's start: (QoE sum, energy sum, finish
-    of the last request in ms), each [K, C]."""
-    P = real.period_rows()
+    of the last request in ms), each [K, C]; ``P`` is ``real.period_rows()``."""
     mask = P >= 0
     Pi = np.where(mask, P, 0)
     a = np.where(mask, real.arrivals_s[Pi] * 1e3, -np.inf)[:, :, None]
@@ -82,10 +81,10 @@ def replay_plan(real: Realization, plan: np.ndarray, qoe, deadline_ms: float, ac
 
 
 def solve(real: Realization, qoe, deadline_ms: float, acc: np.ndarray) -> dict:
-    q0, e0, end0 = period_tables(real, qoe, deadline_ms, acc, False)
-    q1, e1, end1 = period_tables(real, qoe, deadline_ms, acc, True)
-    # the first arrival after each period (inf at the end), to see whether any queue can carry over
     P = real.period_rows()
+    q0, e0, end0 = period_tables(real, P, qoe, deadline_ms, acc, False)
+    q1, e1, end1 = period_tables(real, P, qoe, deadline_ms, acc, True)
+    # the first arrival after each period (inf at the end), to see whether any queue can carry over
     first = np.where(P[:, 0] >= 0, real.arrivals_s[np.maximum(P[:, 0], 0)] * 1e3, np.inf)
     nxt = np.append(np.minimum.accumulate(first[::-1])[::-1][1:], np.inf)
     carry = bool(((end0 > nxt[:, None]) | (end1 > nxt[:, None])).any())

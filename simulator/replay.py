@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import __version__
+from harness.cli import number, run
 from harness.errors import BadInput, HarnessError
 from simulator import belief as beliefs
 from simulator import policies as pol
@@ -35,7 +36,6 @@ from simulator.world import (
     Realization,
     SampleTable,
     ServeState,
-    busy_cpus,
     load_campaign,
     load_column,
     realize,
@@ -88,19 +88,14 @@ def _env(camp: Campaign, belief, sc: Scenario, n_periods: int, capacity_mj: floa
 _EMPTY, _EMPTY_I, _EMPTY_B = np.empty(0), np.empty(0, np.int64), np.empty(0, bool)
 
 
-def run_policy(real: Realization, env: pol.Env, policy, load_col: str | None, cpu_count: int,
-               score: QoE | None = None) -> tuple[dict, dict]:
+def run_policy(real: Realization, env: pol.Env, policy, score: QoE | None = None) -> tuple[dict, dict]:
     """THE replay loop: one policy over one realized trace, scored with ``score`` (default: the
     weights the policy plans with). Returns (per-request arrays, timings)."""
     score = score or env.qoe
     K, tr = real.n_periods, real.trace
     t_dec = real.t0 + np.arange(K) * real.decide_every_s
     rows = tr.row_at(t_dec)
-    if load_col is not None:
-        b, _ = busy_cpus(tr, load_col, cpu_count)
-        busy_dec = b[rows]
-    else:
-        busy_dec = np.zeros(K)
+    busy_dec = real.busy_rows[rows]     # the load the trace shows at each decision
     starts = np.searchsorted(real.period, np.arange(K + 1))
     t_wall = time.perf_counter()
     t_plan = 0.0
@@ -182,7 +177,7 @@ def replay(camp: Campaign, traces: list[Trace], names: list[str], sc: Scenario, 
         for name in names:
             p = pol.make(name, (policy_args or {}).get(name))
             p.reset(env, np.random.default_rng([int(sc.seed), 7]))
-            st, timing = run_policy(real, env, p, lc, camp.cpu_count, score)
+            st, timing = run_policy(real, env, p, score)
             row = {"policy": name, "trace": tr.name, **summarize(st, real, sc.deadline_ms), "rate_hz": sc.rate_hz,
                    "seed": sc.seed, "user": sc.user, "world": f"samples:odd-half of {camp.campaign_id}/{camp.target}",
                    "belief": belief.kind, "oracle_exact": getattr(p, "exact_", None), **timing}
@@ -265,18 +260,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join("  ".join(x[i].ljust(w[i]) for i in range(len(cols))) for x in lines)
 
 
-def _positive(name: str):
-    def f(s: str) -> float:
-        try:
-            v = float(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: expected a number, got {s!r}") from None
-        if not (v > 0 and np.isfinite(v)):
-            raise argparse.ArgumentTypeError(f"{name}: expected a number > 0, got {s!r}")
-        return v
-    return f
-
-
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m simulator.replay", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -287,15 +270,15 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--policy", default="all",
                     help=f"comma-separated policies, or all (default: all = {', '.join(pol.REGISTRY)})")
     ap.add_argument("--policy-arg", action="append", metavar="NAME.KEY=VALUE", help="a policy's parameter (repeatable)")
-    ap.add_argument("--deadline-ms", type=_positive("--deadline-ms"),
+    ap.add_argument("--deadline-ms", type=number("--deadline-ms", 0, strict=True),
                     help="each request's deadline (default: median over choices of their median latency unloaded)")
-    ap.add_argument("--rate-hz", type=_positive("--rate-hz"), default=10.0, help="requests per second (default: 10)")
+    ap.add_argument("--rate-hz", type=number("--rate-hz", 0, strict=True), default=10.0, help="requests per second (default: 10)")
     ap.add_argument("--rate-column", help="a trace column (1/s) that sets the request rate instead of --rate-hz")
-    ap.add_argument("--decide-every", type=_positive("--decide-every"), default=1.0,
+    ap.add_argument("--decide-every", type=number("--decide-every", 0, strict=True), default=1.0,
                     help="seconds of trace time between decisions (default: 1)")
     ap.add_argument("--load-column", help="the trace column of other apps' load (default: cpu_load_pct, else background_load)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the world's draws (default: 0)")
-    ap.add_argument("--battery-wh", type=_positive("--battery-wh"),
+    ap.add_argument("--battery-wh", type=number("--battery-wh", 0, strict=True),
                     help="battery capacity (default: the device profile's battery_wh; none: no battery)")
     qo = ap.add_mutually_exclusive_group()
     qo.add_argument("--qoe", type=Path, help="YAML of QoE weights (accuracy, miss, energy_per_mj, switch), known to the policies")
@@ -313,11 +296,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        return _main(args)
-    except HarnessError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run(lambda: _main(args))
 
 
 def _main(args) -> int:

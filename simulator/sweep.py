@@ -100,18 +100,12 @@ def _is_seed(x):
 
 def load_sweep(path: Path, runs: Path = Path("runs")) -> tuple[dict, list[Cell], list[str]]:
     """(the file, its cells, the policies each cell runs), every field checked."""
-    import yaml
-
+    from harness.inventory import load_yaml
     from simulator import policies as pol
     from simulator.metrics import USERS, users
     from simulator.replay import newest_campaign
     from simulator.traces import shipped_traces
-    try:
-        doc = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
-    except OSError as e:
-        raise BadInput(f"{path}: cannot read ({type(e).__name__})") from None
-    except yaml.YAMLError as e:
-        raise BadInput(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    doc = load_yaml(path)      # one line naming file:line:column; a key given twice is an error
     if not isinstance(doc, dict):
         raise BadInput(f"{path}: expected a mapping with {', '.join(AXES)}")
     unknown = set(doc) - set(AXES) - {"options"}
@@ -172,19 +166,6 @@ def load_sweep(path: Path, runs: Path = Path("runs")) -> tuple[dict, list[Cell],
     if len({c.id for c in cells}) != len(cells):
         raise BadInput(f"{path}: two cells are the same (a value repeated in an axis)")
     return {**doc, "options": opts}, cells, names
-
-
-class _UniqueKeyLoader(__import__("yaml").SafeLoader):
-    """A YAML key given twice is an error, not the last one silently winning."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for k, _ in node.value:
-            key = self.construct_object(k, deep=deep)
-            if key in seen:
-                raise __import__("yaml").YAMLError(f"line {k.start_mark.line + 1}: key {key!r} given twice")
-            seen.add(key)
-        return super().construct_mapping(node, deep)
 
 
 # ---------------------------------------------------------------- running a cell
@@ -307,6 +288,7 @@ def sweep(path: Path, out: Path, scheduler: str = "local", workers: int | None =
     batches = [todo[i:i + batch] for i in range(0, len(todo), batch)]
     t0 = time.perf_counter()
     done = 0
+    startup_s = 0.0      # a cluster's start-up and warm-up, outside the cells' clock
 
     def progress(n):
         nonlocal done
@@ -351,7 +333,7 @@ def sweep(path: Path, out: Path, scheduler: str = "local", workers: int | None =
                 cluster.close()
     wall = time.perf_counter() - t0
     return {"cells": len(cells), "ran": len(todo), "wall_s": wall, "out": str(out),
-            "startup_s": locals().get("startup_s", 0.0)}
+            "startup_s": startup_s}
 
 
 def main(argv: list[str] | None = None) -> int:

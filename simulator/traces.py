@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from harness import __version__
-from harness.errors import BadInput, HarnessError
+from harness.cli import run
+from harness.errors import BadInput
 from harness.record import TRACE_SCHEMA_VERSION
 from harness.record import UNITS as RECORD_UNITS
 
@@ -366,26 +367,26 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("show", help="validate a canonical trace and print its columns")
     show.add_argument("trace", type=Path)
     args = ap.parse_args(argv)
-    try:
-        if args.cmd == "show":
-            tr = read_trace(args.trace)
-            print(f"{args.trace}: {len(tr.t_s)} rows over {tr.duration_s:.1f} s (period {tr.period_s:.3g} s), "
-                  f"{int(tr.gap_after().sum())} gap(s)")
-            for c, v in tr.columns.items():
-                ok = v[~np.isnan(v)]
-                rng = f"{ok.min():.4g} .. {ok.max():.4g}" if len(ok) else "all missing"
-                print(f"  {c:24s} {tr.units[c]:40s} {rng}  ({int(np.isnan(v).sum())} missing)")
-            return 0
-        if args.interval_s is not None and not (args.interval_s > 0):
-            raise BadInput(f"--interval-s: expected seconds > 0, got {args.interval_s}")
-        for f in args.files:
-            if not f.is_file():
-                raise BadInput(f"{f}: no such file")
-        for f in args.files:
-            print(import_file(args.format, f, args.out, args.interval_s, log=lambda m: print(m, file=sys.stderr)))
-    except HarnessError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run(lambda: _main(args))
+
+
+def _main(args) -> int:
+    if args.cmd == "show":
+        tr = read_trace(args.trace)
+        print(f"{args.trace}: {len(tr.t_s)} rows over {tr.duration_s:.1f} s (period {tr.period_s:.3g} s), "
+              f"{int(tr.gap_after().sum())} gap(s)")
+        for c, v in tr.columns.items():
+            ok = v[~np.isnan(v)]
+            rng = f"{ok.min():.4g} .. {ok.max():.4g}" if len(ok) else "all missing"
+            print(f"  {c:24s} {tr.units[c]:40s} {rng}  ({int(np.isnan(v).sum())} missing)")
+        return 0
+    if args.interval_s is not None and not (args.interval_s > 0):
+        raise BadInput(f"--interval-s: expected seconds > 0, got {args.interval_s}")
+    for f in args.files:
+        if not f.is_file():
+            raise BadInput(f"{f}: no such file")
+    for f in args.files:
+        print(import_file(args.format, f, args.out, args.interval_s, log=lambda m: print(m, file=sys.stderr)))
     return 0
 
 

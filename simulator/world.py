@@ -14,6 +14,7 @@ and the trace, the same whichever policies run, so every policy is scored on the
 """
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,11 +59,10 @@ def _open_store(run_dir: Path):
     db = run_dir / "campaign.sqlite"
     if not db.is_file():
         raise BadInput(f"{run_dir}: no campaign.sqlite (a run folder of python -m harness.collect)")
-    with db.open("rb") as f:
-        if f.read(16) != b"SQLite format 3\x00":
-            raise BadInput(f"{db}: not an SQLite database")
     try:
-        return Store(db)
+        return Store(db)     # refuses, and leaves alone, a file that is not SQLite
+    except BadInput:
+        raise
     except Exception as e:   # a damaged store: one line, nothing rewritten
         raise BadInput(f"{db}: unreadable ({type(e).__name__}: {e})") from None
 
@@ -90,13 +90,13 @@ def load_campaign(run_dir: str | Path, target: str | None = None) -> Campaign:
         raw = store.raw_samples(cid)
         cands = {c["candidate_id"]: c for c in store.candidates(cid)}
         tinfo = next(t for t in targets if t["name"] == target)
-        freqs = []
-        for (jid,) in store.db.execute("SELECT id FROM jobs WHERE campaign_id=? AND target=? AND status='ok'", (cid, target)):
-            for (d,) in store.db.execute("SELECT data FROM contexts WHERE job_id=? AND phase='before'", (jid,)):
-                import json
-                f = json.loads(d).get("cpu_freq_mhz") or {}
-                if f:
-                    freqs.append(float(np.mean(list(f.values()))))
+        freqs = []   # each ok job's mean CPU frequency before it ran, where the device exposed one
+        for (d,) in store.db.execute(
+                "SELECT c.data FROM contexts c JOIN jobs j ON j.id=c.job_id WHERE j.campaign_id=? AND j.target=? "
+                "AND j.status='ok' AND c.phase='before'", (cid, target)):
+            f = json.loads(d).get("cpu_freq_mhz") or {}
+            if f:
+                freqs.append(float(np.mean(list(f.values()))))
     finally:
         store.close()
     notes = []
@@ -241,6 +241,7 @@ class Realization:
     battery_trace_pct: np.ndarray | None   # [N] the trace's own battery level (other apps' drain), or None
     capacity_mj: float | None
     not_played: list[str] = field(default_factory=list)
+    busy_rows: np.ndarray | None = None    # busy CPUs per trace row (what a policy sees of the load)
 
     @property
     def n(self) -> int:
@@ -288,12 +289,13 @@ def realize(camp: Campaign, world: SampleTable, trace: Trace, *, seed: int, rate
         in_gap = gap[rows] & (a - trace.t_s[rows] > trace.period_s * 1.0)
     not_played = []
     if load_col is None:
-        busy = np.zeros(N)
+        b = np.zeros(len(trace.t_s))
         held = in_gap
         not_played.append("no load column (cpu_load_pct or background_load): busy CPUs 0 throughout")
     else:
         b, h = busy_cpus(trace, load_col, camp.cpu_count)
-        busy, held = b[rows], h[rows] | in_gap
+        held = h[rows] | in_gap
+    busy = b[rows]
     lo, hi, w, outside = place(busy, camp.levels)
     # one stream per (seed, trace): the same draws whichever policies run
     rng = np.random.default_rng([int(seed), zlib.crc32(trace.name.encode())])
@@ -324,7 +326,7 @@ def realize(camp: Campaign, world: SampleTable, trace: Trace, *, seed: int, rate
     elif cap:
         bat = np.full(N, 100.0)
     return Realization(trace, t0, a, period, K, decide_every_s, busy, held, outside, lat, energy, camp.switch_ms,
-                       switch_mj, bat, cap, not_played)
+                       switch_mj, bat, cap, not_played, busy_rows=b)
 
 
 @dataclass

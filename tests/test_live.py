@@ -5,9 +5,11 @@ double it live too. Sub-millisecond models do not slow reliably when served one 
 time (docs/live.md): busy CPUs keep the cores awake, which can make them faster."""
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -19,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from harness.collect import main as collect
+from reports.build import build_report
 from simulator import live
 from simulator import replay as rp
 from tests.sshd import SSHD, keygen, make_server, processes_matching
@@ -83,6 +86,13 @@ def test_live_local_load_step_then_calibrated(world, capsys):
         loaded, calm = _step_shows(out, run)
         assert loaded > 1.3 * calm, (run, loaded, calm)
     assert (out / "cells.csv").read_text().count("\n") >= 3     # header + a cell per load level
+    # its report: a 'Simulator vs live' section with the error table and the overlaid runs
+    html = build_report(out, root / "r.html").read_text()
+    sec = html[html.index('<section id="live">'):]
+    sec = sec[: sec.index("</section>")]
+    assert "latency_ms_mean" in sec and "candidate_agreement" in sec and "Drift factor" in sec
+    imgs = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', sec)
+    assert len(imgs) == 1 and b"<svg" in base64.b64decode(imgs[0])[:400]
     # a second comparison, the world calibrated by the first live run: per cell, the calibrated
     # world's median is what the first run measured live (up to the two runs' drift factors).
     # Whether the second live run then agrees better is the machine's to say: with both CPUs busy,
@@ -171,24 +181,6 @@ def test_live_over_ssh(world, tmp_path):
         assert loaded > 1.3 * calm
     finally:
         srv.kill_all()
-
-
-def test_report_shows_simulator_vs_live(world):
-    """Run after the live test above (module order): its folder gives a 'Simulator vs live'
-    section with the error table and the overlaid runs."""
-    import base64
-    import re
-
-    from reports.build import build_report
-    _, _, root = world
-    if not (root / "live1" / "validation.csv").exists():
-        pytest.skip("needs test_live_local_load_step_then_calibrated's output")
-    html = build_report(root / "live1", root / "r.html").read_text()
-    sec = html[html.index('<section id="live">'):]
-    sec = sec[: sec.index("</section>")]
-    assert "latency_ms_mean" in sec and "candidate_agreement" in sec and "Drift factor" in sec
-    imgs = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', sec)
-    assert len(imgs) == 1 and b"<svg" in base64.b64decode(imgs[0])[:400]
 
 
 def test_frequency_column_becomes_a_cap_and_is_restored(world, tmp_path, monkeypatch, capsys):

@@ -1,0 +1,33 @@
+"""What the command lines share: argparse types that refuse a value with one line naming the
+option, and the wrapper that turns a HarnessError into that line and exit status 2."""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+
+from harness.errors import HarnessError
+
+
+def number(what: str, low: float, kind=float, strict: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number >= ``low`` (> ``low`` when ``strict``): nan and inf
+    compare false or never end, so they are refused too."""
+    def f(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what}: expected a number, got {text!r}") from None
+        if not (math.isfinite(v) and (v > low if strict else v >= low)):
+            raise argparse.ArgumentTypeError(f"{what}: expected a number {'>' if strict else '>='} {low:g}, got {text!r}")
+        return v
+    return f
+
+
+def run(body: Callable[[], int]) -> int:
+    """A command's body; a HarnessError becomes one line on stderr and exit status 2."""
+    try:
+        return body()
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
