@@ -10,6 +10,7 @@ import argparse
 import os
 import secrets
 import shlex
+import sqlite3
 import sys
 import threading
 import time
@@ -275,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:   # before any job: the runs folder cannot be made or written
+        print(f"error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        return 2
     finally:
         for lock in locks:
             lock.release()
@@ -349,6 +353,18 @@ def _main(args, argv, locks: list) -> int:
         log("interrupted: stopping workers (resume with --resume " + cid + ")")
         for th in threads:
             th.join(30)
+    fatal = [w.fatal for w in workers if w.fatal]
+    for f in fatal:
+        print(f"error: {f}; the jobs measured before are kept (--resume {cid} measures the rest)", file=sys.stderr)
+    try:
+        return _summary(args, store, cid, run_dir, t0, fatal)
+    except (OSError, sqlite3.Error) as e:   # a disk that filled during the run: what was stored stays stored
+        print(f"error: {run_dir}: cannot finish the outputs ({e}); the jobs measured are kept in campaign.sqlite "
+              f"(resume with --resume {cid} once there is room)", file=sys.stderr)
+        return 1
+
+
+def _summary(args, store: Store, cid: str, run_dir: Path, t0: float, fatal: list[str]) -> int:
     rows = store.rows(cid)
     pq = store.export_parquet(cid, run_dir / "measurements.parquet")
     counts = store.status_counts(cid)
@@ -367,7 +383,7 @@ def _main(args, argv, locks: list) -> int:
         print(f"errors ({len(errs)}):")
         for e in errs[-20:]:
             print(f"  [{e['target']}] {e['candidate_id'] or '-'} {e['kind']}: {e['message']}")
-    if not args.no_report:
+    if not args.no_report and not fatal:
         print(_build_report(run_dir))
     print(f"output: {run_dir}/  ({pq.name})")
     store.close()
@@ -375,7 +391,7 @@ def _main(args, argv, locks: list) -> int:
     failed = counts.get("failed", 0)
     if failed:
         print(f"{failed} of {sum(counts.values())} job(s) failed (errors above and in campaign.sqlite)")
-    return 1 if incomplete or failed else 0
+    return 1 if incomplete or failed or fatal else 0
 
 
 if __name__ == "__main__":

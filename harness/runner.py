@@ -7,6 +7,8 @@ fresh agent; a model the runtime rejects is a final error row and the worker mov
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +22,7 @@ from harness.inventory import Target
 from harness.store import Store
 from harness.telemetry.meters import MeterError
 from harness.transport.adb import ADBTransport
-from harness.transport.base import AgentProcess, RemoteTimeout, TransportError
+from harness.transport.base import AgentProcess, PermanentError, RemoteTimeout, TransportError
 from harness.transport.local import LocalTransport
 from harness.transport.ssh import SSHParams, SSHTransport
 from harness.zoo.graph import read_graph, reference_class, sha256_file
@@ -64,7 +66,7 @@ def reference_for(spec: dict | None, path: str, sha256: str) -> dict | None:
     return spec
 
 
-class SetupError(TransportError):
+class SetupError(PermanentError):
     """Pinning asked for in the inventory could not be applied (needs root, no such knob)."""
 
 
@@ -210,6 +212,7 @@ class TargetWorker:
         self.cid, self.target, self.store, self.settings = cid, target, store, settings
         self.progress = progress
         self.stop = stop or threading.Event()
+        self.fatal: str | None = None    # the store cannot be written: every worker stops, nothing kept is lost
 
     def _backoff(self, attempt: int) -> None:
         self.stop.wait(min(30.0, self.settings.backoff_s * 2 ** attempt))
@@ -229,14 +232,23 @@ class TargetWorker:
                 last = str(e)
                 self.store.record_failure(self.cid, self.target.name, None,
                                           "setup" if isinstance(e, SetupError) else "connect", last)
+                if isinstance(e, PermanentError):   # host keys, permissions, a missing binary: said once
+                    self.progress(f"[{self.target.name}] cannot be used: {last}")
+                    return None
                 self.progress(f"[{self.target.name}] connect failed ({last}); attempt {attempt + 1}")
-                if "refusing" in last or isinstance(e, SetupError):  # host keys, permissions: not transient
-                    break
                 self._backoff(attempt)
         self.progress(f"[{self.target.name}] giving up: {last}")
         return None
 
     def run(self) -> None:
+        try:
+            self._run()
+        except Exception as e:   # outside a job (the store when connecting): said, never a silent dead thread
+            self.fatal = f"[{self.target.name}] stopped: {type(e).__name__}: {e}"
+            if isinstance(e, (sqlite3.Error, OSError)):
+                self.stop.set()
+
+    def _run(self) -> None:
         jobs = self.store.pending_jobs(self.cid, self.target.name)
         total = len(jobs)
         session: Session | None = None
@@ -251,7 +263,14 @@ class TargetWorker:
                         session = self._connect()
                         if session is None:
                             return  # remaining jobs stay pending/error: --resume measures them
-                    if self._run_job(session, job, attempt):
+                    try:
+                        if self._run_job(session, job, attempt):
+                            break
+                    except Exception as e:   # not a transport fault: its error row, and the campaign goes on
+                        session.close(kill=True)   # the agent may be mid-answer: a fresh one for the next job
+                        session = None
+                        if self._store_failed(e, job):
+                            return
                         break
                     session.close(kill=True)
                     session = None
@@ -267,9 +286,29 @@ class TargetWorker:
             if session is not None:
                 session.close()
 
+    def _store_failed(self, e: Exception, job: dict) -> bool:
+        """An unexpected exception in a job. The store failing (a full or read-only disk) stops every
+        worker, the job left to --resume; anything else is the job's final error row and the
+        campaign goes on. True when this worker must stop."""
+        why = f"{type(e).__name__}: {e}"
+        store_fault = isinstance(e, sqlite3.Error)
+        try:
+            self.store.record_failure(self.cid, self.target.name, job, "internal", why, final=not store_fault)
+        except (sqlite3.Error, OSError) as e2:
+            store_fault, why = True, f"{why}; then {e2}"
+        if store_fault:
+            self.fatal = f"{self.store.path}: cannot write ({why})"
+            self.stop.set()
+            return True
+        self.progress(f"[{self.target.name}] {job['candidate_id']}: {why}")
+        return False
+
     def _run_job(self, s: Session, job: dict, attempt: int) -> bool:
         """True when the job reached a final state (ok or failed); False to retry on a new session."""
         name = self.target.name
+        if not os.path.isfile(job["path"]):
+            self.store.record_failure(self.cid, name, job, "model", f"{job['path']}: no such model file", final=True)
+            return True
         if sha256_file(job["path"]) != job["sha256"]:
             self.store.record_failure(self.cid, name, job, "model", f"{job['path']}: file changed since the manifest "
                                       f"(sha256 differs)", final=True)

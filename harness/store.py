@@ -70,21 +70,27 @@ EXPORT_COLUMNS = (
 
 class Store:
     def __init__(self, path: str | Path):
+        from harness.errors import BadInput, HarnessError
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise HarnessError(f"{self.path.parent}: cannot create the folder ({e.strerror})") from None
         if self.path.exists():   # an existing file that is not a store is never rewritten in place
             with self.path.open("rb") as f:
                 head = f.read(16)
             if head != b"SQLite format 3\x00":
-                from harness.errors import BadInput
                 what = "empty, not an SQLite database" if not head else "not an SQLite database"
                 raise BadInput(f"{self.path}: {what}; not a campaign store (left as it is)")
         self._lock = threading.RLock()
-        self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.Error as e:   # read-only or full disk, a truncated file: one line naming it
+            raise HarnessError(f"{self.path}: {e}") from None
 
     def _migrate(self) -> None:
         with self._lock:
@@ -101,7 +107,8 @@ class Store:
                     self.db.execute(f"PRAGMA user_version={v}")
                     self.db.execute("COMMIT")
                 except BaseException:
-                    self.db.execute("ROLLBACK")
+                    if self.db.in_transaction:   # SQLite has already rolled back after a full disk
+                        self.db.execute("ROLLBACK")
                     raise
 
     def close(self) -> None:
@@ -118,7 +125,15 @@ class Store:
 
             def __exit__(self, et, ev, tb):
                 try:
-                    store.db.execute("ROLLBACK" if et else "COMMIT")
+                    if et is None:
+                        try:
+                            store.db.execute("COMMIT")
+                        except sqlite3.Error:   # a full disk at commit: nothing of this transaction is kept
+                            if store.db.in_transaction:
+                                store.db.execute("ROLLBACK")
+                            raise
+                    elif store.db.in_transaction:   # SQLite may have rolled back already (a full disk)
+                        store.db.execute("ROLLBACK")
                 finally:
                     store._lock.release()
         return _Tx()
@@ -345,8 +360,12 @@ class Store:
         table = pa.Table.from_pylist(rows, schema=schema)
         out = Path(out)
         tmp = out.with_suffix(".parquet.part")
-        pq.write_table(table, tmp)
-        tmp.replace(out)
+        try:
+            pq.write_table(table, tmp)
+            tmp.replace(out)
+        except BaseException:   # a full disk: no half-written file left beside the store
+            tmp.unlink(missing_ok=True)
+            raise
         return out
 
 

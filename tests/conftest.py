@@ -86,3 +86,25 @@ def small_ids() -> list[str]:
 @pytest.fixture
 def small_zoo(tmp_path, small_ids) -> Path:
     return make_zoo(tmp_path / "zoo", small_ids)
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    """A folder nobody may write to, for real: a read-only tmpfs for root (who ignores modes),
+    mode 0555 for anyone else."""
+    import os
+    import subprocess
+    d = tmp_path / "readonly"
+    d.mkdir()
+    if os.geteuid() != 0:
+        d.chmod(0o555)
+        yield d
+        d.chmod(0o755)
+        return
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(d)], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"root without mount rights here ({p.stderr.strip()}): a read-only folder cannot be made")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], check=False)

@@ -79,7 +79,7 @@ def test_agent_killed_mid_campaign_is_retried(tmp_path, small_ids):
     zoo = make_zoo(tmp_path / "zoo", small_ids)
     out = tmp_path / "runs"
     rc = []
-    args = ["-i", str(inv), "--zoo", str(zoo), "--out", str(out), "--runs", "400", "--threads", "1,2",
+    args = ["-i", str(inv), "--zoo", str(zoo), "--out", str(out), "--runs", "3000", "--threads", "1,2",
             "--background-load", "0", "--no-report", "-q", "--backoff", "0.1"]
     th = threading.Thread(target=lambda: rc.append(main(args)))
     th.start()
@@ -265,3 +265,55 @@ def test_resume_refuses_a_changed_target_and_a_second_collector(tmp_path, small_
     moved = db.execute("SELECT target, status FROM jobs WHERE candidate_id=?", (small_ids[1],)).fetchall()
     db.close()
     assert moved and all(tg.startswith("here@") and st == "ok" for tg, st in moved)
+
+
+def test_missing_model_file_is_an_error_row_and_the_campaign_goes_on(tmp_path, small_zoo, small_ids, capsys):
+    (small_zoo / json.loads((small_zoo / "manifest.json").read_text())["candidates"][1]["file"]).unlink()
+    out = tmp_path / "runs"
+    assert main(["--zoo", str(small_zoo), "--out", str(out), *QUICK]) == 1
+    printed = capsys.readouterr().out
+    rows = {r["candidate_id"]: r for r in pq.read_table(_campaign(out) / "measurements.parquet").to_pylist()}
+    assert rows[small_ids[1]]["status"] == "failed" and "no such model file" in rows[small_ids[1]]["error"]
+    assert rows[small_ids[0]]["status"] == rows[small_ids[2]]["status"] == "ok"
+    assert "1 of 3 job(s) failed" in printed
+
+
+def test_unwritable_workdir_is_said_once_and_not_retried(tmp_path, small_zoo, capsys):
+    inv = local_inventory(tmp_path, "/dev/null/edge-workdir")    # under a file: no one can create it
+    out = tmp_path / "runs"
+    t0 = time.monotonic()
+    assert main(["-i", str(inv), "--zoo", str(small_zoo), "--out", str(out), *QUICK[:-1], "--backoff", "5"]) == 1
+    assert time.monotonic() - t0 < 5          # no retry: the first backoff alone would wait 5 s
+    cap = capsys.readouterr()
+    assert cap.err.count("cannot create the workdir /dev/null/edge-workdir") == 1 and "Traceback" not in cap.err
+    db = sqlite3.connect(_campaign(out) / "campaign.sqlite")
+    assert db.execute("SELECT count(*) FROM errors").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM jobs WHERE status='pending'").fetchone()[0] == 3   # --resume measures them
+
+
+def test_readonly_out_is_one_line_exit_2(readonly_dir, small_zoo, capsys):
+    assert main(["--zoo", str(small_zoo), "--out", str(readonly_dir / "runs"), *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(readonly_dir / "runs") in err and len(err.strip().splitlines()) == 1
+
+
+def test_disk_full_during_a_run_keeps_the_jobs_measured(tmp_path, small_zoo, small_ids):
+    """The store's file may not grow past a limit (RLIMIT_FSIZE: a full disk without root): the
+    collector says so in a line, exits 1, and the jobs stored before stay; --resume finishes."""
+    import resource
+    import subprocess
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "harness.collect", "--zoo", str(small_zoo), "--out", str(out), "--runs", "3000",
+           "--threads", "1,2", "--background-load", "0", "--reference", "none", "--no-report"]
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+    p = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    assert p.returncode == 1, p.stderr
+    assert "Traceback" not in p.stderr and "cannot write" in p.stderr and "--resume" in p.stderr
+    d = _campaign(out)
+    kept = ok_jobs(d / "campaign.sqlite")
+    assert 0 < kept < 6
+    assert not list(d.glob("*.part"))
+    assert main(["--resume", d.name, "--out", str(out), "--no-report", "-q"]) == 0
+    assert ok_jobs(d / "campaign.sqlite") == 6

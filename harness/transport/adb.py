@@ -17,7 +17,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 
-from harness.transport.base import AgentProcess, TransportError, quote_argv
+from harness.transport.base import AgentProcess, PermanentError, TransportError, quote_argv
 from harness.transport.local import popen_agent
 
 HOME = "/data/local/tmp"          # writable by the adb shell user on every Android
@@ -53,7 +53,7 @@ class ADBTransport:
 
     def connect(self) -> None:
         if shutil.which(self.adb) is None:
-            raise TransportError(f"{self.description}: {self.adb} not found (install Android platform-tools, "
+            raise PermanentError(f"{self.description}: {self.adb} not found (install Android platform-tools, "
                                  f"or name it with adb: in the inventory)")
         if self.serial and ":" in self.serial:     # wireless adb: HOST:PORT
             p = self._client(["connect", self.serial], self.connect_timeout_s, device=False)
@@ -69,7 +69,7 @@ class ADBTransport:
             raise TransportError(f"{self.description}: {why if p.returncode else 'device is ' + state}")
         p = self._client(["features"], self.connect_timeout_s)
         if p.returncode != 0 or b"shell_v2" not in p.stdout:
-            raise TransportError(f"{self.description}: no adb shell protocol v2 on this device (Android 7+ has "
+            raise PermanentError(f"{self.description}: no adb shell protocol v2 on this device (Android 7+ has "
                                  f"it): the agent's input and exit status cannot cross adb shell")
 
     def expand(self, path: str) -> str:

@@ -12,6 +12,11 @@ class TransportError(Exception):
     """The target could not be reached, or the connection or the agent went away."""
 
 
+class PermanentError(TransportError):
+    """Retrying will not fix it (a missing binary, an unwritable workdir, a refused host key):
+    reported once for the target, not retried."""
+
+
 class RemoteTimeout(TransportError):
     """No answer within the job's timeout."""
 

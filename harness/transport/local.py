@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.transport.base import AgentProcess, TransportError
+from harness.transport.base import AgentProcess, PermanentError, TransportError
 
 
 class LocalTransport:
@@ -33,14 +33,20 @@ class LocalTransport:
 
     def put(self, local_path: str, remote_path: str) -> None:
         tmp = remote_path + ".part"
-        shutil.copyfile(local_path, tmp)
-        os.replace(tmp, remote_path)
+        try:
+            shutil.copyfile(local_path, tmp)
+            os.replace(tmp, remote_path)
+        except OSError as e:   # a full or read-only workdir: the next attempt meets the same disk
+            raise PermanentError(f"local: cannot copy {local_path} to {remote_path}: {e.strerror}") from None
 
     def exists(self, remote_path: str) -> bool:
         return os.path.exists(remote_path)
 
     def mkdir(self, remote_path: str) -> None:
-        Path(remote_path).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(remote_path).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PermanentError(f"local: cannot create the workdir {remote_path}: {e.strerror}") from None
 
     def close(self) -> None:
         pass

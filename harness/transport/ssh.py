@@ -15,7 +15,7 @@ from pathlib import Path
 
 import paramiko
 
-from harness.transport.base import AgentProcess, TransportError, quote_argv
+from harness.transport.base import AgentProcess, PermanentError, TransportError, quote_argv
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
@@ -80,11 +80,11 @@ class SSHTransport:
                       timeout=self.params.connect_timeout_s, banner_timeout=self.params.connect_timeout_s,
                       auth_timeout=self.params.connect_timeout_s)
         except paramiko.BadHostKeyException:
-            raise TransportError(f"host key for {name} does not match {kh}: refusing to connect "
+            raise PermanentError(f"host key for {name} does not match {kh}: refusing to connect "
                                  f"(possible man-in-the-middle; fix known_hosts if the key really changed)") from None
         except paramiko.SSHException as e:
             if "not found in known_hosts" in str(e):
-                raise TransportError(f"host key for {name} is not in {kh}: refusing an unknown host; verify it "
+                raise PermanentError(f"host key for {name} is not in {kh}: refusing an unknown host; verify it "
                                      f"and add it (ssh-keyscan), or pass --trust-new-hosts") from None
             raise TransportError(f"ssh {name}: {e}") from None
         except (TimeoutError, OSError, EOFError) as e:
