@@ -349,7 +349,8 @@ def _main(args, argv, locks: list) -> int:
             while th.is_alive():
                 th.join(0.5)
     except KeyboardInterrupt:
-        stop.set()
+        for w in workers:
+            w.abort()
         log("interrupted: stopping workers (resume with --resume " + cid + ")")
         for th in threads:
             th.join(30)

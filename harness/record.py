@@ -186,6 +186,9 @@ def record(target, duration_s: float, period_s: float, out: Path, settings: RunS
         manifest["complete"] = True
     except (TransportError, ValueError) as e:
         manifest["error"] = str(e)
+    except KeyboardInterrupt:   # Ctrl-C: the rows so far are the recording, said in the manifest
+        manifest["error"] = "interrupted (Ctrl-C)"
+        manifest["interrupted"] = True
     finally:
         w.close()
         s.close()
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     if not m["complete"]:
         print(f"error: {args.out}: recording stopped after {m['rows']} rows: {m['error']} "
               f"(rows so far are kept)", file=sys.stderr)
-        return 1
+        return 130 if m.get("interrupted") else 1
     return 0
 
 

@@ -213,6 +213,17 @@ class TargetWorker:
         self.progress = progress
         self.stop = stop or threading.Event()
         self.fatal: str | None = None    # the store cannot be written: every worker stops, nothing kept is lost
+        self.session: Session | None = None
+
+    def abort(self) -> None:
+        """From another thread (Ctrl-C): stop, and end the job in flight by killing its agent."""
+        self.stop.set()
+        s = self.session
+        if s is not None and s.agent is not None:
+            try:
+                s.agent.kill()
+            except Exception:
+                pass
 
     def _backoff(self, attempt: int) -> None:
         self.stop.wait(min(30.0, self.settings.backoff_s * 2 ** attempt))
@@ -260,12 +271,14 @@ class TargetWorker:
                     if self.stop.is_set():
                         return
                     if session is None:
-                        session = self._connect()
+                        session = self.session = self._connect()
                         if session is None:
                             return  # remaining jobs stay pending/error: --resume measures them
                     try:
                         if self._run_job(session, job, attempt):
                             break
+                        if self.stop.is_set():   # aborted: the job stays pending for --resume
+                            return
                     except Exception as e:   # not a transport fault: its error row, and the campaign goes on
                         session.close(kill=True)   # the agent may be mid-answer: a fresh one for the next job
                         session = None
@@ -323,7 +336,9 @@ class TargetWorker:
             self.store.record_failure(self.cid, name, job, "timeout", str(e))
             return False
         except (TransportError, ValueError) as e:
-            self.store.record_failure(self.cid, name, job, "transport", str(e))
+            aborted = self.stop.is_set()    # abort() killed the agent: not the target's fault
+            self.store.record_failure(self.cid, name, job, "interrupted" if aborted else "transport",
+                                      "interrupted; --resume measures it" if aborted else str(e))
             return False
         if res.get("ok"):
             self.store.record_result(job["id"], res, started, (self.target.profile.name, self.target.profile.power_model))

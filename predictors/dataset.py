@@ -52,6 +52,28 @@ def drift_corrected_ms(df: pd.DataFrame) -> pd.Series:
     return df["latency_rel_median"] * ref
 
 
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _check_measured(df: pd.DataFrame, col: str, path: Path) -> None:
+    """A measured column holds numbers >= 0 (a latency of 0 ms is a missing one): one line naming
+    the file, column and the first bad row, instead of a traceback or a predictor fitted to it."""
+    if col not in df.columns:
+        return
+    ok = df["status"] == "ok" if "status" in df.columns else pd.Series(True, index=df.index)
+    if pd.api.types.is_numeric_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col]):
+        v = df[col].astype(float)
+        bad = ok & df[col].notna() & ~(np.isfinite(v) & (v > 0 if col.startswith("latency") else v >= 0))
+    else:   # text, even text that reads as a number: the file was not written by the harness
+        bad = ok & df[col].notna()
+    if bad.any():
+        i = bad.idxmax()
+        who = df.at[i, "candidate_id"] if "candidate_id" in df.columns else f"row {i}"
+        want = "a number > 0" if col.startswith("latency") else "a number >= 0"
+        raise BadInput(f"{path}: {col}: expected {want}, got {_plain(df.at[i, col])!r} ({who}; {int(bad.sum())} such row(s))")
+
+
 def load(paths: list[Path], zoos: list[Path] = (), target: str = "latency_ms_median",
          allow_estimates: bool = False) -> pd.DataFrame:
     """One row per ok measurement with: target, context, model-level features (``m_``), the
@@ -60,11 +82,14 @@ def load(paths: list[Path], zoos: list[Path] = (), target: str = "latency_ms_med
     the graph), ``group`` (architecture) and ``zoo_family``. Rows whose
     model file cannot be found are refused with the candidate named, never silently dropped."""
     frames = []
+    numeric = ("latency_rel_median", "reference_ms_median") if target == DRIFT_CORRECTED else (target,)
     for p in paths:
         try:
             frames.append(pd.read_parquet(p))
         except (OSError, ValueError) as e:
             raise BadInput(f"{p}: not a readable measurements.parquet ({e})") from None
+        for col in numeric:
+            _check_measured(frames[-1], col, p)
     df = pd.concat(frames, ignore_index=True)
     why = " (it needs jobs measured in pairs with a reference model: collect without --reference none)" \
         if target == DRIFT_CORRECTED else ""

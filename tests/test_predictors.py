@@ -317,6 +317,24 @@ def test_train_card_and_tamper(measured, capsys):
         store.load(out)
 
 
+@pytest.mark.parametrize("value, want", [("12.5", "'12.5'"), (-3.0, "-3.0"), (0.0, "0.0")])
+def test_train_refuses_a_latency_that_is_text_or_not_positive(measured, tmp_path, capsys, value, want):
+    import pandas as pd
+    pq, zoo, _ = measured
+    df = pd.read_parquet(pq)
+    if isinstance(value, str):
+        df["latency_ms_median"] = df["latency_ms_median"].astype(str)
+    df.loc[3, "latency_ms_median"] = value
+    bad = tmp_path / "edited.parquet"
+    df.to_parquet(bad)
+    assert train.main(["--data", str(bad), "--zoo", str(zoo), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    i = 0 if isinstance(value, str) else 3       # text: the first row already is
+    want = repr(df.loc[i, "latency_ms_median"]) if isinstance(value, str) else want
+    assert err.startswith(f"error: {bad}: latency_ms_median: expected a number > 0, got {want} ")
+    assert df.loc[i, "candidate_id"] in err and not (tmp_path / "m").exists()
+
+
 def test_holdout_family_prints_one_mean_over_network_families(measured, tmp_path, capsys):
     """--holdout-family scores each family trained without it, and one mean over the network
     families to compare runs by (here the real campaign's zoo relabelled as two families)."""

@@ -6,6 +6,9 @@ import csv
 import hashlib
 import json
 import os
+import signal
+import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -62,7 +65,9 @@ def test_record_local_with_workload(tmp_path, device, capsys):
     before = [float(r["cpu_load_pct"]) for r in rows[1:] if float(r["t_s"]) < 1.1]
     during = [float(r["cpu_load_pct"]) for r in rows if float(r["t_s"]) > 1.5]
     assert {r["background_load"] for r in rows} == {"0", "2"}
-    assert min(during) > max(before) + 30                       # the workload shows in the trace
+    # the workload shows in the trace: medians, as another process busy on the machine (one core of
+    # two) raises "before" to ~50% and can spike one sample, but cannot take the workload's place
+    assert statistics.median(during) > statistics.median(before) + 25
     assert "-> " + str(out) in capsys.readouterr().out
 
 
@@ -72,6 +77,47 @@ def test_record_bad_arguments(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --duration and --period: expected seconds > 0, got 1.0 and 0.0",
                    "error: --target: no target named 'pi' (known: local)"]
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Pids whose environment holds ``marker`` (what a test started, and whatever that started)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and marker.encode() in (d / "environ").read_bytes():
+                found.append(int(d.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_ctrl_c_keeps_the_rows_and_says_so_in_one_line(tmp_path):
+    """Ctrl-C at the terminal signals the whole foreground group: the recorder writes its manifest,
+    prints one line (no traceback from it or its agent) and stops the workload it started."""
+    out = tmp_path / "int.csv"
+    marker = f"EDGE_TEST_MARK={os.getpid()}-{time.monotonic_ns()}"
+    env = dict(os.environ, EDGE_TEST_MARK=marker.split("=", 1)[1])
+    p = subprocess.Popen([sys.executable, "-m", "harness.record", "--duration", "60", "--period", "0.2", "--load", "1",
+                          "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 4):
+            time.sleep(0.1)
+        os.killpg(p.pid, signal.SIGINT)
+        so, se = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, se
+    assert "Traceback" not in se and se.strip().splitlines() == [se.strip()]
+    rows, man = read_trace(out)
+    assert se.startswith(f"error: {out}: recording stopped after {len(rows)} rows: interrupted (Ctrl-C)")
+    assert man["complete"] is False and man["interrupted"] is True and man["rows"] == len(rows) >= 3
+    deadline = time.monotonic() + 10          # the agent sees its input close and stops the load
+    while _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_with(marker) == []
 
 
 @pytest.mark.skipif(not Path(SSHD).exists(), reason="needs openssh-server (.ci/run installs it)")

@@ -56,7 +56,10 @@ def popen_agent(argv: Sequence[str]) -> AgentProcess:
     """A local process spoken to in lines over its stdin and stdout (the agent itself, or a client
     such as ``adb shell`` that carries the agent's stdin and stdout to a device)."""
     try:
-        p = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        # its own session: a Ctrl-C at the terminal is the harness's to handle (it closes or kills
+        # the agent), not a KeyboardInterrupt traceback from the agent in the middle of a reply
+        p = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+                             start_new_session=True)
     except OSError as e:
         raise TransportError(f"cannot start {argv[0]}: {e}") from None
     sel = selectors.DefaultSelector()
