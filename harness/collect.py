@@ -98,7 +98,9 @@ def parser() -> argparse.ArgumentParser:
                          "measured under a new name (NAME@<identity>) instead of being refused")
     ap.add_argument("--profiles", type=Path, default=PROFILES_DIR, help=argparse.SUPPRESS)
     ap.add_argument("--no-report", action="store_true", help="skip the HTML report")
-    ap.add_argument("--quiet", "-q", action="store_true")
+    ap.add_argument("--quiet", "-q", action="store_true",
+                    help="no progress lines and no results table: only the summary (the table is in the report "
+                         "and measurements.parquet)")
     return ap
 
 
@@ -370,8 +372,16 @@ def _summary(args, store: Store, cid: str, run_dir: Path, t0: float, fatal: list
     pq = store.export_parquet(cid, run_dir / "measurements.parquet")
     counts = store.status_counts(cid)
     errs = store.errors(cid)
-    print(_table(rows))
-    print("\njobs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"  ({time.time() - t0:.0f} s)")
+    measured = [r for r in rows if r["status"] in ("ok", "failed")]
+    if not args.quiet:
+        print(_table(measured) + "\n")
+    left: dict[str, int] = {}
+    for r in rows:
+        if r["status"] not in ("ok", "failed"):
+            left[r["target"]] = left.get(r["target"], 0) + 1
+    for t, n in left.items():   # one line per target, not a row per job it never reached
+        print(f"{t}: {n} job(s) not measured (--resume {cid} measures them)")
+    print("jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"  ({time.time() - t0:.0f} s)")
     changed = [r for r in rows if r.get("context_flags") or r.get("throttled")]
     if changed:
         print(f"context changed during {len(changed)} measurement(s) (frequency drop, throttling or load the job did "
@@ -381,9 +391,13 @@ def _summary(args, store: Store, cid: str, run_dir: Path, t0: float, fatal: list
         print(f"energy: no power sensor on {', '.join(sorted({r['target'] for r in rows if r['energy_source'] in est}))}; "
               f"energy_mj is an ESTIMATE from the device profile's power model ({', '.join(est)}), not a measurement")
     if errs:
+        seen: dict[tuple, int] = {}
+        for e in errs:   # the same error on every retry is said once, with its count
+            k = (e["target"], e["candidate_id"] or "-", e["kind"], e["message"])
+            seen[k] = seen.get(k, 0) + 1
         print(f"errors ({len(errs)}):")
-        for e in errs[-20:]:
-            print(f"  [{e['target']}] {e['candidate_id'] or '-'} {e['kind']}: {e['message']}")
+        for (t, c, kind, msg), n in list(seen.items())[-(5 if args.quiet else 20):]:
+            print(f"  [{t}] {c} {kind}: {msg}" + (f" (x{n})" if n > 1 else ""))
     if not args.no_report and not fatal:
         print(_build_report(run_dir))
     print(f"output: {run_dir}/  ({pq.name})")

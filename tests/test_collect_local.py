@@ -46,7 +46,8 @@ def test_collect_local_small_zoo(tmp_path, small_zoo, small_ids, capsys):
         assert r["latency_ms_min"] <= r["latency_ms_median"] <= r["latency_ms_p90"]
         assert r["delegate_partitions"] >= 1     # XNNPACK ran some of it (the agent test says how much)
     printed = capsys.readouterr().out
-    assert f"output: {d}/" in printed and small_ids[0] in printed
+    assert f"output: {d}/" in printed and small_ids[0] not in printed    # --quiet: the summary, not the table
+    assert len(printed.splitlines()) < 15
     # resuming a complete campaign measures nothing and changes nothing
     before = pq.read_table(d / "measurements.parquet").to_pylist()
     assert main(["--resume", d.name, "--out", str(out), "--no-report", "-q"]) == 0
@@ -317,3 +318,24 @@ def test_disk_full_during_a_run_keeps_the_jobs_measured(tmp_path, small_zoo, sma
     assert not list(d.glob("*.part"))
     assert main(["--resume", d.name, "--out", str(out), "--no-report", "-q"]) == 0
     assert ok_jobs(d / "campaign.sqlite") == 6
+
+
+def test_a_target_whose_adb_is_missing_is_one_error_line_and_the_others_are_measured(tmp_path, small_zoo, capsys):
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(f"targets:\n  - name: here\n    profile: x86-linux\n    transport: local\n    python: {sys.executable}\n"
+                   f"    workdir: \"{tmp_path / 'wd'}\"\n"
+                   f"  - name: phone\n    profile: android-adb\n    transport: adb\n    serial: R58M123ABC\n"
+                   f"    python: /data/local/tmp/python3\n    adb: {tmp_path / 'no-such-adb'}\n")
+    out = tmp_path / "runs"
+    t0 = time.monotonic()
+    assert main(["-i", str(inv), "--zoo", str(small_zoo), "--out", str(out), *QUICK[:-1], "--threads", "1,2",
+                 "--backoff", "5"]) == 1
+    assert time.monotonic() - t0 < 60          # no retry: the first backoff would wait 5 s
+    cap = capsys.readouterr()
+    said = [ln for ln in (cap.out + cap.err).splitlines() if "no-such-adb not found" in ln]
+    assert len(said) == 2, said    # as it happens on stderr, and once among the errors of the summary
+    assert "phone: 6 job(s) not measured" in cap.out
+    assert not [ln for ln in cap.out.splitlines() if ln.rstrip().endswith("pending")]     # no row per job
+    db = sqlite3.connect(_campaign(out) / "campaign.sqlite")
+    assert dict(db.execute("SELECT target, count(*) FROM jobs WHERE status='ok' GROUP BY target")) == {"here": 6}
+    assert db.execute("SELECT count(*) FROM errors WHERE target='phone'").fetchone()[0] == 1
