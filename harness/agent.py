@@ -1025,24 +1025,42 @@ def provision(workdir, runtime="ai-edge-litert", system_site=False):
     return py
 
 
+def parser():
+    import argparse
+    ap = argparse.ArgumentParser(prog="python3 agent-<sha>.pyz", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="Started by harness.collect, harness.record and simulator.live over ssh, adb "
+                                        "or locally; it serves JSON lines on stdin/stdout until stdin closes.")
+    ap.add_argument("--log", metavar="FILE",
+                    help="append stderr (runtime chatter) to FILE while serving (default: stderr stays as it is)")
+    ap.add_argument("--runtime", choices=RUNTIMES,
+                    help="try this TFLite runtime first (default: the first of %s that imports)" % ", ".join(RUNTIMES))
+    ap.add_argument("--provision", nargs="+", metavar="ARG",
+                    help="DIR [PACKAGE]: create DIR/venv with NumPy and a TFLite runtime (PACKAGE: ai-edge-litert, "
+                         "the default, or tflite-runtime), print its python's path and exit")
+    ap.add_argument("--system-site-packages", action="store_true",
+                    help="with --provision: the venv sees the system's packages (default: it does not)")
+    return ap
+
+
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    prefer = None
-    if "--runtime" in argv:
-        prefer = argv[argv.index("--runtime") + 1]
-    if argv and argv[0] == "--provision":
-        print(provision(argv[1], argv[2] if len(argv) > 2 else "ai-edge-litert",
-                        "--system-site-packages" in argv))
+    ap = parser()
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.provision:
+        if len(args.provision) > 2:
+            ap.error("--provision: expected DIR [PACKAGE], got %d values" % len(args.provision))
+        print(provision(args.provision[0], args.provision[1] if len(args.provision) > 1 else "ai-edge-litert",
+                        args.system_site_packages))
         return 0
-    if "--log" in argv:
+    if args.log:
         # Nobody reads a remote stderr while we serve: a full pipe would block the agent.
-        fd = os.open(argv[argv.index("--log") + 1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 2)
         os.close(fd)
     # Keep the protocol channel clean: anything the runtime prints to fd 1 goes to stderr.
     proto = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    return serve(sys.stdin, proto, prefer)
+    return serve(sys.stdin, proto, args.runtime)
 
 
 if __name__ == "__main__":

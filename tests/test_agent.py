@@ -143,10 +143,27 @@ def test_runtime_fallback_order_and_report(monkeypatch):
         agent.load_runtime()
 
 
-def test_agent_source_is_python37_compatible():
+def test_agent_source_is_python37_compatible(tmp_path):
+    """vermin on the source files the bundle holds (handed the .pyz, vermin skips it and checks
+    nothing); a 3.8 construct in a copy is caught, so the check can fail."""
+    from harness import bundle
     vermin = shutil.which("vermin") or str(Path(sys.executable).parent / "vermin")
-    out = subprocess.run([vermin, "--target=3.7-", "--no-tips", "--violations", AGENT], capture_output=True, text=True)
+    files = sorted({str(p) for pat in bundle.FILES for p in bundle.ROOT.glob(pat)})
+    assert any(f.endswith("harness/agent.py") for f in files) and len(files) >= 5
+    out = subprocess.run([vermin, "--target=3.7-", "--no-tips", "--violations", *files], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+    bad = tmp_path / "agent.py"
+    bad.write_text(Path(files[0]).read_text() + "\nif (n := 1):\n    pass\n")
+    out = subprocess.run([vermin, "--target=3.7-", "--no-tips", "--violations", str(bad)], capture_output=True, text=True)
+    assert out.returncode != 0 and "target versions not met" in out.stdout.lower()
+
+
+def test_agent_command_line(tmp_path):
+    """argparse, 3.7-compatible: --help says what it does, a missing value is one usage line."""
+    h = subprocess.run([sys.executable, AGENT, "--help"], capture_output=True, text=True, timeout=60)
+    assert h.returncode == 0 and "--provision" in h.stdout and "--log FILE" in h.stdout
+    p = subprocess.run([sys.executable, AGENT, "--log"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "argument --log: expected one argument" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_provision_creates_a_venv_with_a_runtime(tmp_path):
