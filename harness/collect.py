@@ -89,8 +89,10 @@ def parser() -> argparse.ArgumentParser:
                     help="extra attempts per job and per connection after the first (default 3)")
     ap.add_argument("--backoff", type=number("--backoff", 0), default=1.0,
                     help="seconds before the first retry, doubled each time, at most 30 (default 1)")
-    ap.add_argument("--known-hosts", default="~/.ssh/known_hosts")
-    ap.add_argument("--ssh-config", default="~/.ssh/config")
+    ap.add_argument("--known-hosts", default="~/.ssh/known_hosts",
+                    help="OpenSSH known_hosts file the targets' host keys are checked against (default ~/.ssh/known_hosts)")
+    ap.add_argument("--ssh-config", default="~/.ssh/config",
+                    help="OpenSSH client config read for HostName, User, Port, IdentityFile, ProxyJump (default ~/.ssh/config)")
     ap.add_argument("--trust-new-hosts", action="store_true",
                     help="trust-on-first-use: accept and record unknown SSH host keys")
     ap.add_argument("--allow-changed-target", action="store_true",

@@ -159,12 +159,15 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, action="append", required=True, help="measurements.parquet (repeatable)")
     ap.add_argument("--zoo", type=Path, action="append", default=[], help="zoo dir with manifests (repeatable)")
     ap.add_argument("--target", default="latency_ms_median",
-                    help="a measurements column, or latency_ms_corrected (see python -m predictors.train -h)")
-    ap.add_argument("--folds", type=int, default=5)
+                    help="a measurements column, or latency_ms_corrected (see python -m predictors.train -h; "
+                         "default latency_ms_median)")
+    ap.add_argument("--folds", type=int, default=5, help="folds of the grouped cross-validation (default 5)")
     ap.add_argument("--model", choices=("model", "kernel", "measured", "both", "all"), default="both",
                     help="model level, kernel level, measured (operators measured alone, summed; the kernel "
                          "level for the rest), both (model and kernel; the default) or all three")
-    ap.add_argument("--holdout-family", action="store_true")
+    ap.add_argument("--holdout-family", action="store_true",
+                    help="score each network family by a model trained without it (needs two families or more), "
+                         "instead of grouped CV by architecture")
     ap.add_argument("--shots", type=int, default=0, metavar="K",
                     help="with --holdout-family: K architectures of the held-out family are measured and join the "
                          "training data; the rest are scored (mean of 10 random draws)")
@@ -200,6 +203,14 @@ def main(argv=None) -> int:
             wanted = {"both": ("model", "kernel"), "all": tuple(cols)}.get(args.model, (args.model,))
             full = df
             alone = together = None   # the same for every level that reads kernels: computed and printed once
+            fams = sorted(set(df["zoo_family"]) - {dataset.KERNEL_FAMILY})
+            if args.holdout_family and len(fams) < 2:
+                print(f"note: --holdout-family needs two network families or more; the data has {', '.join(fams)} "
+                      f"only, so the scores below are grouped CV by architecture alone", file=sys.stderr)
+            if "measured" in wanted and not (df["zoo_family"] == dataset.KERNEL_FAMILY).any():
+                print(f"note: measured level: no {dataset.KERNEL_FAMILY} family in the data (operators measured "
+                      f"alone: harness.zoo build --family kernels --like ZOO), so it is the kernel level here",
+                      file=sys.stderr)
             for name, est in estimators(args.kernel_trees, args.network_correction).items():
                 if name not in wanted:
                     continue

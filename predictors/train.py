@@ -19,16 +19,17 @@ def main(argv=None) -> int:
     ap.add_argument("--zoo", type=Path, action="append", default=[], help="zoo dir with manifests (repeatable)")
     ap.add_argument("--target", default="latency_ms_median",
                     help="latency_ms_median, latency_ms_p90, energy_mj, ...; latency_ms_corrected: latency_rel_median "
-                         "x the reference model's median over the data (ms without the machine's drift)")
+                         "x the reference model's median over the data (ms without the machine's drift); "
+                         "default latency_ms_median")
     ap.add_argument("--level", choices=("model", "kernel", "measured"), default="model",
                     help="measured: models whose operators were all measured alone (kernels built --like them) "
                          "are their sum (times what the training networks cost beyond theirs); the rest the kernel "
-                         "level's")
-    ap.add_argument("--folds", type=int, default=5)
+                         "level's (default: model, features of the whole graph)")
+    ap.add_argument("--folds", type=int, default=5, help="folds of the grouped cross-validation on the card (default 5)")
     evaluate.add_fit_arguments(ap)
     ap.add_argument("--allow-estimates", action="store_true",
                     help="train energy on power-model estimates too (the card says so)")
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="folder for model.skops and card.json")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     try:

@@ -295,7 +295,11 @@ def main(argv=None) -> int:
                          "shipped in harness/zoo/data, 15,625 architectures)")
     ap.add_argument("--target-samples", type=Path, required=True, help="CSV with arch_index,latency_ms")
     ap.add_argument("--out", type=Path, required=True, help="CSV written with arch_index,latency_ms_pred")
-    ap.add_argument("--method", choices=METHODS, default="stack")
+    ap.add_argument("--method", choices=METHODS, default="stack",
+                    help="stack (the default): bayes blended with ridge at the weight the samples choose; bayes: "
+                         "the table's devices as a prior, updated by the samples; proxy: the most rank-correlated "
+                         "device, mapped monotonically; ridge: a regression on the table's devices; flops: the order of the "
+                         "architectures' MACs (a baseline)")
     ap.add_argument("--graph", choices=GRAPHS, default="all",
                     help="what the new device executes (stack, bayes, flops): all six edges of a cell like the table's "
                          "PyTorch devices (default), live: only edges on an input-output path (TFLite/LiteRT and "

@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="folder for DIR/<input file stem>.csv + .manifest.json (other files in it are left alone)")
     imp.add_argument("--interval-s", type=float, help="tegrastats: seconds between lines of a log without timestamps")
     show = sub.add_parser("show", help="validate a canonical trace and print its columns")
-    show.add_argument("trace", type=Path)
+    show.add_argument("trace", type=Path, help="canonical trace CSV")
     args = ap.parse_args(argv)
     return run(lambda: _main(args))
 

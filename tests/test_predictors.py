@@ -929,3 +929,11 @@ def test_report_answers_the_question(measured, tmp_path):
     assert len(imgs) >= 4 and all(b"<svg" in base64.b64decode(i)[:400] for i in imgs)
     assert 'alt="predicted vs measured model"' in html and 'alt="context effect on local"' in html
     assert "report by <code>-</code>" not in build_report(run, command="python -m reports.build run").read_text()
+
+
+def test_evaluate_says_when_holdout_family_and_the_measured_level_have_nothing_to_work_on(measured, capsys):
+    pq, zoo, _ = measured    # one network family, no kernels family
+    assert evaluate.main(["--data", str(pq), "--zoo", str(zoo), "--holdout-family", "--model", "all"]) == 0
+    err = capsys.readouterr().err
+    assert "note: --holdout-family needs two network families or more; the data has digits-compressed only" in err
+    assert "note: measured level: no kernels family in the data" in err

@@ -109,17 +109,17 @@ def parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("parse", help="tool output -> CSV with units in the column names")
-    p.add_argument("--format", required=True, choices=sorted(PARSERS))
-    p.add_argument("file", type=Path)
+    p.add_argument("--format", required=True, choices=sorted(PARSERS), help="which tool printed FILE")
+    p.add_argument("file", type=Path, help="the tool's output, as recorded")
     p.add_argument("--out", type=Path, help="CSV file (default: stdout)")
     b = sub.add_parser("import-benchmark", help="benchmark_model output -> measurements in a new campaign")
-    b.add_argument("file", type=Path)
+    b.add_argument("file", type=Path, help="benchmark_model's output, as printed on the device")
     b.add_argument("--model", type=Path, required=True, help="the .tflite file that was benchmarked")
     b.add_argument("--target", required=True, help="a name for the device it ran on")
     b.add_argument("--profile", required=True, help="its device profile (device_profiles/NAME.yaml)")
     b.add_argument("--threads", type=int, help="when the output does not echo 'Num threads'")
     b.add_argument("--runtime-version", help="the TensorFlow Lite version benchmark_model was built from")
-    b.add_argument("--out", type=Path, default=Path("runs"))
+    b.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: runs/)")
     return ap
 
 

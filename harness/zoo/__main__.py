@@ -17,10 +17,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build a candidate family with TensorFlow (extra: zoo)")
     b.add_argument("--family", required=True,
-                   choices=["digits-compressed", "nb201", "kernels", *NETWORK_FAMILIES])
-    b.add_argument("--out", required=True, type=Path)
-    b.add_argument("--limit", type=int)
-    b.add_argument("--seed", type=int, default=0)
+                   choices=["digits-compressed", "nb201", "kernels", *NETWORK_FAMILIES],
+                   help="digits-compressed: trained digit classifiers over width, depth, resolution and quantization "
+                        "(accuracy measured); nb201: NAS-Bench-201 cells; kernels: single operators; the rest: "
+                        "random-weight networks of that family")
+    b.add_argument("--out", required=True, type=Path, help="folder for the .tflite files and manifest.json")
+    b.add_argument("--limit", type=int, help="build only the first N configurations (default: all)")
+    b.add_argument("--seed", type=int, default=0, help="seed of sampling, weights and training (default 0)")
     b.add_argument("--archs", type=Path, help="nb201: file of NAS-Bench-201 indices or cell strings, one a line")
     b.add_argument("--sample", type=int, help="nb201: this many random architectures; kernels: this many "
                    "kernel configurations (default 80); other random-weight families: network configurations (default 20); "
@@ -38,14 +41,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --like: also every two operators that run one after the other in a network, "
                    "together (what one costs after the other, and across XNNPACK's piece boundaries)")
     i = sub.add_parser("import", help="make a family from a directory of .tflite files")
-    i.add_argument("dir", type=Path)
+    i.add_argument("dir", type=Path, help="folder of .tflite files; manifest.json is written (merged) there")
     i.add_argument("--accuracy", type=Path, help="CSV with file,accuracy columns")
     i.add_argument("--family", help="family name (default: the manifest's there, else the directory's name)")
     i.add_argument("--force", action="store_true",
                    help="rebuild the manifest from the graphs alone instead of merging with the one there (backed up)")
     n = sub.add_parser("inspect", help="what a .tflite computes in and how much of it XNNPACK runs, from the graph "
                        "alone (no runtime needed)")
-    n.add_argument("models", nargs="+", type=Path)
+    n.add_argument("models", nargs="+", type=Path, help=".tflite files")
     args = ap.parse_args(argv)
     if args.cmd == "inspect":
         return inspect(args.models)
