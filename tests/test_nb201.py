@@ -49,3 +49,24 @@ def test_built_graph_has_the_nb201_op_counts(tmp_path, cell):
         assert hist.get("MUL", 0) >= want["MUL"]  # zeros from the dead cells survive conversion
     assert g.inputs[0].shape == (1, 32, 32, 3) and g.outputs[0].shape == (1, 10)
     assert hist.get("FULLY_CONNECTED") == 1
+
+
+def test_the_builder_never_names_a_cell_twice(tmp_path, capsys):
+    """--sample 60 --seed 7 drew cell 402403 twice when it sampled with replacement; sampling the
+    table is without replacement, and a cell also named in --archs is built once."""
+    import argparse
+
+    from harness.zoo.nb201 import SHIPPED_TABLE, _cell_id, _table, choose_archs
+    args = argparse.Namespace(table=None, archs=None, sample=60, seed=7, limit=None)
+    got = choose_archs(args)
+    assert len(got) == 60 and len({_cell_id(c) for _, c in got}) == 60
+    first = got[0]
+    lst = tmp_path / "archs.txt"
+    lst.write_text(f"{first[0]}\n{first[1]}\n")        # the same cell by index and by string
+    args = argparse.Namespace(table=None, archs=lst, sample=60, seed=7, limit=None)
+    got = choose_archs(args)
+    assert len(got) == 60 and len({_cell_id(c) for _, c in got}) == 60
+    assert "2 cell(s) named twice, built once" in capsys.readouterr().err
+    with pytest.raises(Exception, match="the table has"):
+        choose_archs(argparse.Namespace(table=None, archs=None, sample=len(_table(SHIPPED_TABLE)) + 1, seed=0,
+                                        limit=None))

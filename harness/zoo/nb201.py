@@ -16,6 +16,7 @@ merge a chain of such multiplies into fewer MULs.
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -182,8 +183,10 @@ def _cell_id(cell: str) -> str:
     return "".join(str(OPS.index(edges[k])) for k in sorted(edges))
 
 
-def build_cli(args) -> dict:
-    table = _table(args.table or SHIPPED_TABLE)   # the shipped table by default: cells sampled without replacement
+def choose_archs(args) -> list[tuple[int | None, str]]:
+    """The cells to build: --archs lines, then --sample cells of the table drawn without
+    replacement; a cell named twice is built once (two equal ids would be refused by collect)."""
+    table = _table(args.table or SHIPPED_TABLE)
     archs: list[tuple[int | None, str]] = []
     index_of = {v: k for k, v in table.items()}
     if args.archs:
@@ -198,17 +201,27 @@ def build_cli(args) -> dict:
             else:
                 archs.append((index_of.get(line), line))
     if args.sample:
+        if not table:
+            raise BadInput(f"{args.table}: no architectures to sample from")
+        keys = sorted(table)
+        if args.sample > len(keys):
+            raise BadInput(f"--sample {args.sample}: the table has {len(keys)} architectures")
         rng = np.random.default_rng(args.seed)
-        if table:
-            keys = sorted(table)
-            archs += [(int(k), table[int(k)]) for k in rng.choice(keys, size=args.sample, replace=False)]
-        else:
-            for _ in range(args.sample):
-                ops = rng.integers(0, len(OPS), size=6)
-                o = [OPS[k] for k in ops]
-                archs.append((None, f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|"))
+        archs += [(int(k), table[int(k)]) for k in rng.choice(keys, size=args.sample, replace=False)]
+    seen, out = set(), []
+    for a in archs:
+        if _cell_id(a[1]) not in seen:
+            seen.add(_cell_id(a[1]))
+            out.append(a)
+    if len(out) < len(archs):
+        print(f"nb201: {len(archs) - len(out)} cell(s) named twice, built once", file=sys.stderr)
     if args.limit:
-        archs = archs[: args.limit]
-    if not archs:
+        out = out[: args.limit]
+    if not out:
         raise BadInput("nb201: give --archs FILE or --sample N")
+    return out
+
+
+def build_cli(args) -> dict:
+    archs = choose_archs(args)
     return build(args.out, archs, args.seed)
