@@ -32,7 +32,7 @@ def main() -> int:
     print(f"MACs range {min(macs)}..{max(macs)} ({max(macs) / min(macs):.1f}x); "
           f"accuracy range {min(c.accuracy for c in cands):.4f}..{max(c.accuracy for c in cands):.4f}")
     print(f"largest |stated - measured| accuracy difference: {worst:.6f}")
-    return 0 if worst < 1e-9 else 1
+    return 0 if worst <= 5e-7 else 1    # the manifest keeps 6 decimals: half a unit of the last one
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -157,15 +159,16 @@ def test_collect_flags_external_load(tmp_path, capsys):
     runs = runs_for("dc-w100-d0-r64-float32", 0.7, 600)   # before the hog starts
     hog = subprocess.Popen([sys.executable, "-c", "import multiprocessing as m\n"
                             "def f():\n  while True: pass\n"
-                            "ps=[m.Process(target=f) for _ in range(2)]\n[p.start() for p in ps]\n[p.join() for p in ps]"])
+                            "ps=[m.Process(target=f) for _ in range(2)]\n[p.start() for p in ps]\n[p.join() for p in ps]"],
+                           start_new_session=True)     # its own group: stopped with its children by its pid
     try:
         time.sleep(0.5)
         out = tmp_path / "runs"
         assert main(["--zoo", str(zoo), "--out", str(out), "--runs", str(runs), "--threads", "1",
                      "--background-load", "0", "--no-report"]) == 0
     finally:
-        hog.kill()
-        subprocess.run(["pkill", "-f", "ps=\\[m.Process"], check=False)
+        os.killpg(hog.pid, signal.SIGKILL)
+        hog.wait()
     (run,) = [p for p in out.iterdir() if p.is_dir()]
     (row,) = pq.read_table(run / "measurements.parquet").to_pylist()
     assert row["context_flags"] and row["context_flags"].startswith("external-load:")
