@@ -139,6 +139,26 @@ def test_proxyjump_from_ssh_config(servers, tmp_path):
         t.close()
 
 
+def test_proxyjump_through_two_hops(servers, tmp_path):
+    """ProxyJump a,b: to a, through a to b, through b to the board (each hop its own sshd)."""
+    srv, kh, _ = servers
+    cfg = tmp_path / "config"
+    cfg.write_text("".join(f"Host {n}\n  HostName {s.addr}\n  Port {s.port}\n  IdentityFile {s.user_key}\n"
+                           for n, s in zip(("hop1", "hop2", "board"), srv)) + "  ProxyJump hop1,hop2\n")
+    t = SSHTransport(SSHParams("board", known_hosts=str(kh), ssh_config=str(cfg)))
+    t.connect()
+    try:
+        assert len(t._clients) == 3
+        for c, s in zip(t._clients, srv):     # each client speaks to its own server...
+            _, out, _ = c.exec_command("echo $SSH_CONNECTION")
+            assert out.read().decode().split()[2:4] == [s.addr, str(s.port)]
+        assert all(isinstance(c.get_transport().sock, paramiko.Channel) for c in t._clients[1:])   # ...through the one before
+        rc, out, _ = t.run(["echo", "through two hops"])
+        assert rc == 0 and out == "through two hops\n"
+    finally:
+        t.close()
+
+
 @pytest.mark.slow
 def test_sshd_killed_mid_campaign_then_resume(servers, tmp_path, small_zoo, small_ids):
     srv, kh, root = servers

@@ -99,6 +99,7 @@ class SSHTransport:
         self.close()
         r = resolve(self.params)
         sock = None
+        hops = []    # ProxyJump A,B: to A, through A to B, through B to the target (as OpenSSH)
         if r["proxyjump"] and r["proxyjump"].lower() != "none":
             for jump in r["proxyjump"].split(","):
                 user, _, hp = jump.strip().rpartition("@")
@@ -108,12 +109,15 @@ class SSHTransport:
                     jr["user"] = user
                 if p:
                     jr["port"] = int(p)
-                jc = self._client_for(jr, sock)
-                self._clients.append(jc)
-                try:
-                    sock = jc.get_transport().open_channel("direct-tcpip", (r["hostname"], r["port"]), ("127.0.0.1", 0))
-                except paramiko.SSHException as e:
-                    raise TransportError(f"ssh jump {jump}: cannot forward to {r['hostname']}:{r['port']} ({e})") from None
+                hops.append((jump.strip(), jr))
+        for i, (jump, jr) in enumerate(hops):
+            jc = self._client_for(jr, sock)
+            self._clients.append(jc)
+            nxt = hops[i + 1][1] if i + 1 < len(hops) else r     # each hop forwards to the next, not to the target
+            try:
+                sock = jc.get_transport().open_channel("direct-tcpip", (nxt["hostname"], nxt["port"]), ("127.0.0.1", 0))
+            except paramiko.SSHException as e:
+                raise TransportError(f"ssh jump {jump}: cannot forward to {nxt['hostname']}:{nxt['port']} ({e})") from None
         self._clients.append(self._client_for(r, sock))
         try:
             self._sftp = self._clients[-1].open_sftp()
