@@ -153,10 +153,12 @@ def energy_section(data: dict) -> dict:
 
 
 def recommendation_section(data: dict, budget_ms: float | None) -> dict:
-    """Which model to run: per target and context, the most accurate candidate within the budget
-    (simulator.ranking, the one ranking the selection tools share)."""
+    """Which model to run: per target and context, the best expected QoE among the candidates
+    within the budget, over their raw samples (simulator.ranking, the one ranking select shares)."""
     from simulator.ranking import recommend
-    rows = [r for r in _ok_rows(data) if r.get("latency_ms_median") is not None]
+    smp = data.get("samples") or {}
+    rows = [dict(r, samples=smp.get((r["target"], r["candidate_id"], r["threads"], r["background_load"])))
+            for r in _ok_rows(data) if r.get("latency_ms_median") is not None]
     if not any(r.get("accuracy") is not None for r in rows):
         raise _Missing("no candidate has an accuracy (zoo import --accuracy): nothing to recommend by")
     if budget_ms is None:   # the median of the candidates' medians at the base context: a real trade-off

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -37,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--like", type=Path, action="append", default=[],
                    help="kernels: instead of sampled configurations, each distinct operator of these networks "
                    "(.tflite files or zoo dirs; repeatable), alone, at its shapes and dtype")
+    b.add_argument("--only", action="append", metavar="ID",
+                   help="digits-compressed: build only this configuration (e.g. dc-w050-d1-r48-int8; repeatable); "
+                        "the base network is still trained first (default: the --limit spread)")
+    b.add_argument("--verbose", action="store_true",
+                   help="show TensorFlow's own output (default: it goes to OUT/build.log)")
     b.add_argument("--pairs", action="store_true",
                    help="with --like: also every two operators that run one after the other in a network, "
                    "together (what one costs after the other, and across XNNPACK's piece boundaries)")
@@ -64,32 +71,25 @@ def main(argv: list[str] | None = None) -> int:
                                    f"({', '.join(NETWORK_FAMILIES)})")
             if bounds.get("min_macs", 0) > bounds.get("max_macs", float("inf")):
                 raise HarnessError(f"--min-macs {args.min_macs:g} is above --max-macs {args.max_macs:g}")
+            if args.only and args.family != "digits-compressed":
+                raise HarnessError("--only names digits-compressed configurations (--family digits-compressed)")
+            if args.only:
+                from harness.zoo.digits import parse_id
+                for c in args.only:
+                    parse_id(c)
             if args.pairs and not args.like:
                 raise HarnessError("--pairs builds the operators of the networks named by --like, two at a time")
             like = like_models(args.like)   # named files checked before TensorFlow loads
-            try:
-                import tensorflow  # noqa: F401
-            except ImportError:
-                raise HarnessError("building needs TensorFlow: pip install -e '.[zoo]'") from None
-            if args.family == "digits-compressed":
-                from harness.zoo.digits import build
-                m = build(args.out, args.limit, args.seed)
-            elif like:
-                from harness.zoo.kernels import build_like
-                m = build_like(args.out, like, args.seed, pairs=args.pairs)
-            elif args.family in ("kernels", *NETWORK_FAMILIES):
-                from importlib import import_module
-
-                from harness.zoo.synthetic import QUANTIZATIONS
-                build = import_module(f"harness.zoo.{args.family}").build
-                # configurations; --limit counts candidates (up to 3 per configuration)
-                n = args.sample or (80 if args.family == "kernels" else 20)
-                m = build(args.out, n if not args.limit else min(n, -(-args.limit // len(QUANTIZATIONS))), args.seed,
-                          **bounds)
-            else:
-                from harness.zoo.nb201 import build_cli
-                m = build_cli(args)
-            print(f"{len(m['candidates'])} candidates -> {args.out / 'manifest.json'}")
+            import importlib.util
+            if importlib.util.find_spec("tensorflow") is None:
+                raise HarnessError("building needs TensorFlow: pip install -e '.[zoo]'")
+            # oneDNN's fused kernels order float sums by thread: off, so a seed gives the same zoo
+            os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+            args.out.mkdir(parents=True, exist_ok=True)
+            with tensorflow_output(args.out / "build.log", args.verbose) as log:
+                m = _build(args, like, bounds, log)
+            print(f"{len(m['candidates'])} candidates -> {args.out / 'manifest.json'}"
+                  + ("" if args.verbose else f" (TensorFlow's output: {args.out / 'build.log'})"))
         else:
             from harness.zoo.importer import import_dir
             m, skipped = import_dir(args.dir, args.accuracy, args.family, args.force)
@@ -102,6 +102,54 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _build(args, like, bounds: dict, log) -> dict:
+    if args.family == "digits-compressed":
+        from harness.zoo.digits import build
+        return build(args.out, args.limit, args.seed, log=log, only=args.only)
+    if like:
+        from harness.zoo.kernels import build_like
+        return build_like(args.out, like, args.seed, pairs=args.pairs, log=log)
+    if args.family in ("kernels", *NETWORK_FAMILIES):
+        from importlib import import_module
+
+        from harness.zoo.synthetic import QUANTIZATIONS
+        build = import_module(f"harness.zoo.{args.family}").build
+        # configurations; --limit counts candidates (up to 3 per configuration)
+        n = args.sample or (80 if args.family == "kernels" else 20)
+        return build(args.out, n if not args.limit else min(n, -(-args.limit // len(QUANTIZATIONS))), args.seed,
+                     log=log, **bounds)
+    from harness.zoo.nb201 import build_cli
+    return build_cli(args, log=log)
+
+
+@contextlib.contextmanager
+def tensorflow_output(path: Path, verbose: bool):
+    """TensorFlow, Keras and the converter print thousands of lines (C++ logs on fd 2, Keras's
+    export on stdout): both file descriptors go to ``path`` while building, and the builder's
+    own lines (the ``log`` yielded) to the terminal."""
+    if verbose:
+        yield print
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    term = os.fdopen(os.dup(1), "w", buffering=1)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        yield lambda msg: print(msg, file=term, flush=True)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in saved:
+            os.close(f)
+        term.close()
 
 
 def like_models(paths: list[Path]) -> list[Path]:

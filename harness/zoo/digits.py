@@ -148,13 +148,31 @@ def variants(limit: int | None, seed: int) -> list[tuple[float, int, int]]:
     return ends + pick
 
 
-def build(out: Path, limit: int | None = None, seed: int = 0, log=print) -> dict:
+def parse_id(cid: str) -> tuple[float, int, int, str]:
+    """``dc-w050-d1-r48-int8`` -> (width, blocks removed, resolution, quantization); a
+    configuration outside the space is refused."""
+    import re
+    m = re.fullmatch(r"dc-w(\d{3})-d(\d)-r(\d+)-(float32|float16|dynamic-int8|int8)", cid)
+    cfg = m and (int(m[1]) / 100, int(m[2]), int(m[3]), m[4])
+    if not cfg or cfg[0] not in WIDTHS or cfg[1] not in BLOCKS_REMOVED or cfg[2] not in RESOLUTIONS:
+        from harness.errors import BadInput
+        raise BadInput(f"--only {cid}: not a digits-compressed configuration (dc-wWWW-dD-rRR-QUANT with width "
+                       f"{'/'.join(str(int(w * 100)).zfill(3) for w in WIDTHS)}, depth {BLOCKS_REMOVED}, resolution "
+                       f"{RESOLUTIONS}, quantization {'/'.join(QUANTIZATIONS)})")
+    return cfg
+
+
+def build(out: Path, limit: int | None = None, seed: int = 0, log=print, only: list[str] | None = None) -> dict:
     import tensorflow as tf
     tf.keras.utils.set_random_seed(seed)
+    # the same command and seed give the same weights, accuracies and files: training's reductions
+    # are otherwise ordered by the threads that ran them
+    tf.config.experimental.enable_op_determinism()
     out.mkdir(parents=True, exist_ok=True)
     tr, te = split_indices(seed)
     data = {r: _images(r) for r in RESOLUTIONS}
-    archs = variants(limit, seed)
+    want = [parse_id(c) for c in only or []]
+    archs = variants(limit, seed) if not want else sorted({c[:3] for c in want}, key=lambda a: (a[0], a[1], a[2]))
     t0 = time.time()
     base = _keras_model(1.0, 0, None)
     _fit(base, data, tr, BASE_ROUNDS, seed)
@@ -175,6 +193,8 @@ def build(out: Path, limit: int | None = None, seed: int = 0, log=print) -> dict
         for quant in QUANTIZATIONS:
             if limit is not None and len(candidates) >= limit:
                 break
+            if want and (width, removed, res, quant) not in want:
+                continue
             cid = f"dc-w{int(width * 100):03d}-d{removed}-r{res}-{quant}"
             path = out / f"{cid}.tflite"
             path.write_bytes(_convert(fixed, quant, rep))
@@ -205,7 +225,7 @@ def build(out: Path, limit: int | None = None, seed: int = 0, log=print) -> dict
         "description": "MobileNetV2-like CNN on sklearn digits (8x8 upsampled by pixel repetition); "
                        "compression knobs: width, blocks removed, input resolution, quantization.",
         "builder": {"harness_version": __version__, "tensorflow": tf.__version__, "seed": seed,
-                    "limit": limit, "base_epochs": BASE_ROUNDS * len(RESOLUTIONS)},
+                    "limit": limit, "only": only or None, "base_epochs": BASE_ROUNDS * len(RESOLUTIONS), "op_determinism": True},
         "task": {
             "dataset": "sklearn.datasets.load_digits",
             "metric": "top-1 accuracy of argmax(output) on the held-out split",

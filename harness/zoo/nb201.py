@@ -222,6 +222,6 @@ def choose_archs(args) -> list[tuple[int | None, str]]:
     return out
 
 
-def build_cli(args) -> dict:
+def build_cli(args, log=print) -> dict:
     archs = choose_archs(args)
-    return build(args.out, archs, args.seed)
+    return build(args.out, archs, args.seed, log=log)

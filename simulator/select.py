@@ -1,0 +1,441 @@
+"""python -m simulator.select: which candidate to run on one device, in one context, within a
+budget; and (--design) whether a configuration not built yet would do better.
+
+    python -m simulator.select --campaign runs/C --deadline-ms 1.0 [--energy-mj 0.5] [--min-accuracy 0.9]
+    python -m simulator.select --campaign runs/C --deadline-ms 1.0 --device-samples new-device.csv
+    python -m simulator.select --campaign runs/C --deadline-ms 1.0 --design [--verify]
+
+Candidates are ranked by expected QoE per request (simulator.ranking, the ranking the report's
+recommendation uses): those meeting every constraint first. The latency distribution of each is
+its measured samples in the campaign (--background-load, --threads), or, for a device that is not
+in the campaign (--device-samples CSV of candidate_id,latency_ms: a few measurements of it), those
+samples moved to it by a log-linear map fitted on the few (the proxy-device transfer, with one
+proxy: the campaign's device). The rank's confidence: how often the first stays first over 400
+bootstrap draws of the samples (and of the map's error). The Pareto set (latency, energy,
+accuracy) is printed beside.
+
+--design searches the digits-compressed knobs (width, depth, resolution, quantization) not
+built yet: latency from a knob model fitted to the campaign's measured candidates (log latency,
+linear in log width, log resolution, depth and quantization), accuracy from one fitted to their
+accuracies (linear in the knobs); both with leave-one-architecture-out errors, printed. It
+prints the best configuration and the `harness.zoo build` command that makes it; --verify runs
+that command (needs the zoo extra), measures the result with harness.collect on the campaign's
+target (the local machine) and prints predicted against measured.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shlex
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.cli import number, run
+from harness.errors import BadInput
+from simulator.metrics import QoE, load_qoe, load_user
+from simulator.ranking import rank
+from simulator.world import Campaign, load_campaign
+
+BOOTSTRAP = 400
+QUANTILES = 200          # a predicted lognormal latency is represented by this many quantiles
+
+
+@dataclass
+class Option:
+    """One thing that could run: a measured candidate at some threads, or a predicted design."""
+    candidate_id: str
+    threads: int
+    knobs: dict
+    accuracy: float
+    samples: np.ndarray            # latency, ms: measured (or transferred), or quantiles of a prediction
+    energy_mj: float | None
+    source: str                    # measured | transferred | predicted
+    sigma_log: float = 0.0         # model error of the latency level (log), for the confidence
+    accuracy_err: float = 0.0      # model error of the accuracy (absolute), for --design
+
+    def row(self) -> dict:
+        return {"candidate_id": self.candidate_id, "threads": self.threads, "accuracy": self.accuracy,
+                "latency_ms_median": float(np.median(self.samples)), "samples": self.samples,
+                "energy_mj": self.energy_mj, "source": self.source}
+
+
+def options(camp: Campaign, background_load: int, threads: int | None) -> list[Option]:
+    if background_load not in camp.levels:
+        raise BadInput(f"--background-load {background_load}: the campaign measured {camp.levels.tolist()}")
+    li = int(np.flatnonzero(camp.levels == background_load)[0])
+    out = []
+    for i, (c, th) in enumerate(camp.choices):
+        if threads is not None and th != threads:
+            continue
+        e = camp.energy_mj[i, li]
+        out.append(Option(c, th, dict(camp.knobs[i]), float(camp.accuracy[i]), np.asarray(camp.samples[i][li], float),
+                          None if np.isnan(e) else float(e), "measured"))
+    if not out:
+        raise BadInput(f"--threads {threads}: the campaign measured threads "
+                       f"{sorted({t for _, t in camp.choices})}")
+    return out
+
+
+# ------------------------------------------------------------------ a device not in the campaign
+def read_device_samples(path: Path) -> dict[str, float]:
+    """CSV candidate_id,latency_ms (several rows of one candidate: their median)."""
+    got: dict[str, list[float]] = {}
+    try:
+        with path.open(newline="") as f:
+            rd = csv.DictReader(f)
+            if not rd.fieldnames or not {"candidate_id", "latency_ms"} <= set(rd.fieldnames):
+                raise BadInput(f"{path}: expected columns candidate_id,latency_ms (got {rd.fieldnames})")
+            for n, r in enumerate(rd, start=2):
+                try:
+                    v = float(r["latency_ms"])
+                except (TypeError, ValueError):
+                    raise BadInput(f"{path}:{n}: latency_ms: expected a number, got {r['latency_ms']!r}") from None
+                if not (math.isfinite(v) and v > 0):
+                    raise BadInput(f"{path}:{n}: latency_ms: expected a number > 0, got {r['latency_ms']!r}")
+                got.setdefault(r["candidate_id"], []).append(v)
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInput(f"{path}: cannot read ({e})") from None
+    if not got:
+        raise BadInput(f"{path}: no rows")
+    return {c: float(np.median(v)) for c, v in got.items()}
+
+
+def transfer(opts: list[Option], measured: dict[str, float], path: Path) -> tuple[list[Option], dict]:
+    """Move every option's samples to the new device: log y = a + b log m, fitted on the
+    candidates measured there (b = 1 with fewer than 3); the map's leave-one-out error in log
+    space becomes each option's ``sigma_log``."""
+    by = {o.candidate_id: o for o in opts}
+    unknown = sorted(set(measured) - set(by))
+    if unknown:
+        raise BadInput(f"{path}: not candidates of the campaign at these threads: {', '.join(unknown[:5])}")
+    ids = sorted(measured)
+    x = np.log([np.median(by[c].samples) for c in ids])
+    y = np.log([measured[c] for c in ids])
+
+    def fit(xs, ys):
+        if len(xs) >= 3 and np.ptp(xs) > 0:
+            b, a = np.polyfit(xs, ys, 1)
+            return a, b
+        return float(np.mean(ys - xs)), 1.0
+    a, b = fit(x, y)
+    loo = [y[i] - (lambda ab: ab[0] + ab[1] * x[i])(fit(np.delete(x, i), np.delete(y, i))) for i in range(len(ids))] \
+        if len(ids) >= 2 else []
+    sigma = float(np.sqrt(np.mean(np.square(loo)))) if loo else 0.25   # one sample: a stated guess, said below
+    out = []
+    for o in opts:
+        m = float(np.median(o.samples))
+        scale = math.exp(a + b * math.log(m)) / m
+        out.append(Option(o.candidate_id, o.threads, o.knobs, o.accuracy, o.samples * scale,
+                          None if o.energy_mj is None else o.energy_mj * scale, "transferred", sigma_log=sigma))
+    info = {"samples": len(ids), "a": a, "b": b, "loo_error_log": sigma if loo else None,
+            "note": "" if loo else "one candidate measured: the map's error is not known (0.25 in log assumed)"}
+    return out, info
+
+
+# ------------------------------------------------------------------ designs not built yet
+def _knob_features(k: dict) -> list[float]:
+    from harness.zoo.digits import QUANTIZATIONS
+    return [math.log(k["width"]), math.log(k["resolution"]), float(k["blocks_removed"]),
+            *[float(k["quantization"] == q) for q in QUANTIZATIONS[1:]]]
+
+
+def _ridge(X: np.ndarray, y: np.ndarray, lam: float = 1e-3) -> np.ndarray:
+    X1 = np.c_[np.ones(len(X)), X]
+    return np.linalg.solve(X1.T @ X1 + lam * np.eye(X1.shape[1]), X1.T @ y)
+
+
+def _predict(w: np.ndarray, X: np.ndarray) -> np.ndarray:
+    return np.c_[np.ones(len(X)), X] @ w
+
+
+def knob_models(opts: list[Option]) -> dict:
+    """Latency (log) and accuracy as linear functions of the knobs, with leave-one-architecture-out
+    errors (every quantization of the held-out architecture is left out)."""
+    have = [o for o in opts if {"width", "resolution", "blocks_removed", "quantization"} <= set(o.knobs)]
+    if len({(o.knobs["width"], o.knobs["blocks_removed"], o.knobs["resolution"]) for o in have}) < 3:
+        raise BadInput("--design: the campaign needs digits-compressed candidates of 3 architectures or more "
+                       "(knobs width, blocks_removed, resolution, quantization) to fit the knob models")
+    X = np.array([_knob_features(o.knobs) for o in have])
+    ylat = np.log([np.median(o.samples) for o in have])
+    yacc = np.array([o.accuracy for o in have])
+    arch = np.array([hash((o.knobs["width"], o.knobs["blocks_removed"], o.knobs["resolution"])) for o in have])
+    rl, ra = [], []
+    for g in np.unique(arch):
+        te = arch == g
+        rl += list(ylat[te] - _predict(_ridge(X[~te], ylat[~te]), X[te]))
+        ra += list(yacc[te] - _predict(_ridge(X[~te], yacc[~te]), X[te]))
+    e = [o.energy_mj / float(np.median(o.samples)) for o in have if o.energy_mj is not None]
+    return {"w_lat": _ridge(X, ylat), "w_acc": _ridge(X, yacc), "sigma_log": float(np.sqrt(np.mean(np.square(rl)))),
+            "acc_mae": float(np.mean(np.abs(ra))), "n": len(have), "architectures": len(np.unique(arch)),
+            "mj_per_ms": float(np.median(e)) if e else None}
+
+
+def designs(opts: list[Option], models: dict, threads: int) -> list[Option]:
+    """Every digits-compressed configuration not among the options, predicted."""
+    from scipy.stats import norm
+
+    from harness.zoo.digits import BLOCKS_REMOVED, QUANTIZATIONS, RESOLUTIONS, WIDTHS
+    built = {o.candidate_id for o in opts}
+    z = norm.ppf((np.arange(QUANTILES) + 0.5) / QUANTILES)
+    out = []
+    for w in WIDTHS:
+        for d in BLOCKS_REMOVED:
+            for r in RESOLUTIONS:
+                for q in QUANTIZATIONS:
+                    cid = f"dc-w{int(w * 100):03d}-d{d}-r{r}-{q}"
+                    if cid in built:
+                        continue
+                    k = {"width": w, "blocks_removed": d, "resolution": r, "quantization": q}
+                    f = np.array([_knob_features(k)])
+                    med = float(np.exp(_predict(models["w_lat"], f)[0]))
+                    acc = float(np.clip(_predict(models["w_acc"], f)[0], 0.0, 1.0))
+                    # the spread of a measured candidate's samples, around the predicted level
+                    spread = float(np.median([np.std(np.log(o.samples)) for o in opts]))
+                    out.append(Option(cid, threads, k, acc, med * np.exp(spread * z),
+                                      None if models["mj_per_ms"] is None else models["mj_per_ms"] * med, "predicted",
+                                      sigma_log=models["sigma_log"], accuracy_err=models["acc_mae"]))
+    return out
+
+
+# ------------------------------------------------------------------ ranking, confidence, Pareto
+def ranked(opts: list[Option], deadline_ms: float, qoe: QoE, energy_mj: float | None,
+           min_accuracy: float | None) -> list[dict]:
+    by = {(o.candidate_id, o.threads): o for o in opts}
+    rows = rank([o.row() for o in opts], deadline_ms, qoe, energy_mj, min_accuracy)
+    for r in rows:
+        r["option"] = by[(r["candidate_id"], r["threads"])]
+    return rows
+
+
+def confidence(opts: list[Option], deadline_ms: float, qoe: QoE, energy_mj, min_accuracy, seed: int = 0) -> float:
+    """How often the first option stays first when every option's samples are drawn again (with
+    replacement) and its latency level moved by its model error."""
+    first = ranked(opts, deadline_ms, qoe, energy_mj, min_accuracy)[0]["option"]
+    rng = np.random.default_rng(seed)
+    same = 0
+    for _ in range(BOOTSTRAP):
+        draw = []
+        for o in opts:
+            s = o.samples[rng.integers(0, len(o.samples), len(o.samples))]
+            if o.sigma_log:
+                s = s * math.exp(rng.normal(0, o.sigma_log))
+            acc = o.accuracy + (rng.normal(0, o.accuracy_err * 1.25) if o.accuracy_err else 0.0)
+            draw.append(Option(o.candidate_id, o.threads, o.knobs, acc, s, o.energy_mj, o.source))
+        top = ranked(draw, deadline_ms, qoe, energy_mj, min_accuracy)[0]
+        same += (top["candidate_id"], top["threads"]) == (first.candidate_id, first.threads)
+    return same / BOOTSTRAP
+
+
+def pareto(rows: list[dict]) -> list[dict]:
+    """Options no other beats on latency, energy and accuracy at once (missing energy: not compared)."""
+    def le(a, b, k, hi=False):
+        if a[k] is None or b[k] is None:
+            return True
+        return a[k] >= b[k] if hi else a[k] <= b[k]
+    out = []
+    for r in rows:
+        dominated = any(o is not r and le(o, r, "latency_ms_median") and le(o, r, "energy_mj")
+                        and le(o, r, "accuracy", hi=True)
+                        and (o["latency_ms_median"], o["energy_mj"] or 0, -o["accuracy"])
+                        != (r["latency_ms_median"], r["energy_mj"] or 0, -r["accuracy"]) for o in rows)
+        if not dominated:
+            out.append(r)
+    return sorted(out, key=lambda r: r["latency_ms_median"])
+
+
+def unreachable(rows: list[dict], deadline_ms: float, energy_mj: float | None, min_accuracy: float | None) -> str:
+    """Which constraint no candidate meets (the first of them), or which ones none meets together."""
+    fastest = min(rows, key=lambda r: r["latency_ms_median"])
+    if fastest["latency_ms_median"] > deadline_ms:
+        return (f"--deadline-ms {deadline_ms:g}: no candidate's median latency is within it (the fastest, "
+                f"{fastest['candidate_id']}@{fastest['threads']}t, takes {fastest['latency_ms_median']:.4g} ms)")
+    if energy_mj is not None:
+        es = [r for r in rows if r["energy_mj"] is not None]
+        if not es:
+            return f"--energy-mj {energy_mj:g}: no candidate has an energy figure in this campaign"
+        least = min(es, key=lambda r: r["energy_mj"])
+        if least["energy_mj"] > energy_mj:
+            return (f"--energy-mj {energy_mj:g}: no candidate uses that little per inference (the least, "
+                    f"{least['candidate_id']}@{least['threads']}t, {least['energy_mj']:.4g} mJ)")
+    if min_accuracy is not None:
+        best = max(rows, key=lambda r: r["accuracy"])
+        if best["accuracy"] < min_accuracy:
+            return (f"--min-accuracy {min_accuracy:g}: no candidate is that accurate (the best, {best['candidate_id']}, "
+                    f"{best['accuracy']:.4g})")
+    fast = [r for r in rows if r["latency_ms_median"] <= deadline_ms]
+    if energy_mj is not None:
+        lean = [r for r in fast if r["energy_mj"] is not None and r["energy_mj"] <= energy_mj]
+        if not lean:
+            least = min((r for r in fast if r["energy_mj"] is not None), key=lambda r: r["energy_mj"])
+            return (f"--deadline-ms {deadline_ms:g} with --energy-mj {energy_mj:g}: no candidate meets both (within the "
+                    f"deadline the least energy is {least['energy_mj']:.4g} mJ, {least['candidate_id']}@{least['threads']}t)")
+        fast = lean
+    best = max(fast, key=lambda r: r["accuracy"])
+    return (f"--min-accuracy {min_accuracy:g} with the other budgets: no candidate meets them all (the most accurate "
+            f"within them is {best['candidate_id']}@{best['threads']}t at {best['accuracy']:.4g})")
+
+
+# ------------------------------------------------------------------ --verify
+def verify(best: Option, camp: Campaign, background_load: int, runs: int, log) -> dict:
+    """Build the proposed configuration, measure it on the campaign's target (local), compare."""
+    if camp.target != "local":
+        raise BadInput(f"--verify measures on the local machine; the campaign's target is {camp.target!r}")
+    work = Path(tempfile.mkdtemp(prefix="edge-select-"))
+    zoo = work / "zoo"
+    build = [sys.executable, "-m", "harness.zoo", "build", "--family", "digits-compressed", "--only",
+             best.candidate_id, "--out", str(zoo)]
+    log("verify: " + shlex.join(build))
+    p = subprocess.run(build, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise BadInput(f"--verify: the build failed: {(p.stderr.strip().splitlines() or ['?'])[-1]}")
+    coll = [sys.executable, "-m", "harness.collect", "--zoo", str(zoo), "--out", str(work / "runs"), "--threads",
+            str(best.threads), "--background-load", str(background_load), "--runs", str(runs), "--no-report", "-q"]
+    log("verify: " + shlex.join(coll))
+    p = subprocess.run(coll, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise BadInput(f"--verify: measuring failed: {(p.stderr.strip().splitlines() or ['?'])[-1]}")
+    (run_dir,) = [d for d in (work / "runs").iterdir() if d.is_dir()]
+    got = options(load_campaign(run_dir), background_load, best.threads)[0]
+    measured = {"latency_ms_median": float(np.median(got.samples)), "energy_mj": got.energy_mj,
+                "accuracy": got.accuracy}
+    predicted = {"latency_ms_median": float(np.median(best.samples)), "energy_mj": best.energy_mj,
+                 "accuracy": best.accuracy}
+    return {"candidate_id": best.candidate_id, "predicted": predicted, "measured": measured, "zoo": str(zoo),
+            "campaign": str(run_dir), "latency_error": measured["latency_ms_median"] / predicted["latency_ms_median"] - 1,
+            "accuracy_error_points": 100 * (measured["accuracy"] - predicted["accuracy"])}
+
+
+# ------------------------------------------------------------------ the command line
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m simulator.select", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--campaign", type=Path, help="run folder of harness.collect (default: the newest under ./runs/)")
+    ap.add_argument("--target", help="the campaign's target (default: its only one)")
+    ap.add_argument("--deadline-ms", type=number("--deadline-ms", 0, strict=True), required=True,
+                    help="latency budget: a candidate meets it when its median latency is within it; its samples "
+                         "past it count as misses in its QoE")
+    ap.add_argument("--energy-mj", type=number("--energy-mj", 0, strict=True),
+                    help="energy budget per inference, mJ (default: none)")
+    ap.add_argument("--min-accuracy", type=number("--min-accuracy", 0), help="accuracy floor, 0-1 (default: none)")
+    ap.add_argument("--threads", type=number("--threads", 1, int), help="only choices at these threads (default: all)")
+    ap.add_argument("--background-load", type=number("--background-load", 0, int), default=0,
+                    help="the context: busy processes beside the model, a level the campaign measured (default 0)")
+    qo = ap.add_mutually_exclusive_group()
+    qo.add_argument("--qoe", type=Path, help="YAML of QoE weights (default: simulator.metrics.QoE's)")
+    qo.add_argument("--user", help="a simulated user's QoE (accuracy-first, deadline-strict, battery-saver, or a file)")
+    ap.add_argument("--device-samples", type=Path, metavar="CSV",
+                    help="a device not in the campaign: candidate_id,latency_ms rows measured on it (a few)")
+    ap.add_argument("--design", action="store_true",
+                    help="also rank digits-compressed configurations not built yet, predicted by knob models")
+    ap.add_argument("--verify", action="store_true",
+                    help="with --design: build the best configuration, measure it here, print predicted vs measured")
+    ap.add_argument("--verify-runs", type=number("--verify-runs", 1, int), default=200,
+                    help="timed runs when verifying (default 200)")
+    ap.add_argument("--top", type=number("--top", 1, int), default=10, help="rows of the ranking printed (default 10)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    ap.add_argument("--json", type=Path, help="also write the answer here as JSON")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return run(lambda: _main(args))
+
+
+def _fmt(r: dict) -> str:
+    e = "-" if r["energy_mj"] is None else f"{r['energy_mj']:.4g}"
+    return (f"{r['candidate_id'] + '@' + str(r['threads']) + 't':34s} {r['latency_ms_median']:9.4g} {e:>9s} "
+            f"{r['accuracy']:8.4f} {r['p_late']:6.1%} {r['qoe']:8.4f}  {'yes' if r['meets'] else 'no':4s} "
+            f"{r['option'].source}")
+
+
+def _main(args) -> int:
+    from simulator.replay import newest_campaign
+    if args.min_accuracy is not None and args.min_accuracy > 1:
+        raise BadInput(f"--min-accuracy {args.min_accuracy:g}: accuracy is a share, 0 to 1")
+    if args.verify and not args.design:
+        raise BadInput("--verify checks a --design proposal: add --design")
+    camp = load_campaign(args.campaign or newest_campaign(), args.target)
+    qoe = load_user(args.user) if args.user else load_qoe(args.qoe)
+    opts = options(camp, args.background_load, args.threads)
+    world = f"campaign {camp.campaign_id} on {camp.target} ({camp.runtime}), background load {args.background_load}"
+    info: dict = {"campaign": str(camp.run_dir), "target": camp.target, "belief": "measured samples " + world}
+    if args.device_samples:
+        opts, tr = transfer(opts, read_device_samples(args.device_samples), args.device_samples)
+        info["belief"] = (f"{world}, moved to the device of {args.device_samples} by log y = {tr['a']:.3f} + "
+                          f"{tr['b']:.3f} log x fitted on {tr['samples']} candidate(s) measured there; energy moved with latency "
+                          f"(the campaign device's power: an estimate)")
+        info["transfer"] = tr
+    all_rows = ranked(opts, args.deadline_ms, qoe, args.energy_mj, args.min_accuracy)
+    if not all_rows[0]["meets"]:
+        raise BadInput(unreachable(all_rows, args.deadline_ms, args.energy_mj, args.min_accuracy))
+    if args.design:
+        th = all_rows[0]["threads"]
+        models = knob_models([o for o in opts if o.threads == th])
+        new = designs([o for o in opts if o.threads == th], models, th)
+        info["design"] = {k: v for k, v in models.items() if not k.startswith("w_")}
+        opts = opts + new
+        all_rows = ranked(opts, args.deadline_ms, qoe, args.energy_mj, args.min_accuracy)
+    conf = confidence(opts, args.deadline_ms, qoe, args.energy_mj, args.min_accuracy, args.seed)
+    best = all_rows[0]
+    print(f"belief: {info['belief']}")
+    if info.get("transfer", {}).get("note"):
+        print(f"note: {info['transfer']['note']}")
+    energy_src = camp.energy_source + (" (an ESTIMATE from the profile's power model)"
+                                       if camp.energy_source.startswith("estimate") else "")
+    print(f"budget: median latency <= {args.deadline_ms:g} ms" + (f", energy <= {args.energy_mj:g} mJ" if args.energy_mj
+                                                                 else "") +
+          (f", accuracy >= {args.min_accuracy:g}" if args.min_accuracy is not None else "") +
+          f"; QoE {'of user ' + args.user if args.user else 'weights'} {qoe.as_dict()}; energy: {energy_src}")
+    if args.design:
+        d = info["design"]
+        print(f"design: knob models fitted on {d['n']} measured candidates of {d['architectures']} architectures; "
+              f"leave-one-architecture-out error: latency {math.expm1(d['sigma_log']):.1%} (rms, log), accuracy "
+              f"{100 * d['acc_mae']:.1f} points (mean absolute); energy = latency x {d['mj_per_ms'] or float('nan'):.4g} "
+              f"mJ/ms (the measured candidates' median ratio)")
+    print(f"\n{'choice':34s} {'median ms':>9s} {'mJ':>9s} {'accuracy':>8s} {'late':>6s} {'QoE':>8s}  meets source")
+    for r in all_rows[: args.top]:
+        print(_fmt(r))
+    n_meet = sum(r["meets"] for r in all_rows)
+    print(f"\nrun {best['candidate_id']} at {best['threads']} thread(s): expected QoE {best['qoe']:.4f}, "
+          f"{best['p_late']:.1%} late; {n_meet} of {len(all_rows)} choices meet the budget; rank confidence "
+          f"{conf:.0%} (the first stays first in {conf:.0%} of {BOOTSTRAP} bootstrap draws)")
+    front = pareto(all_rows)
+    print("Pareto set (latency, energy, accuracy): " + ", ".join(f"{r['candidate_id']}@{r['threads']}t" for r in front))
+    if best["option"].source == "predicted":
+        cmd = f"python -m harness.zoo build --family digits-compressed --only {best['candidate_id']} --out zoo/proposed"
+        print(f"not built yet: {cmd}")
+        info["build_command"] = cmd
+    ver = None
+    if args.verify:
+        proposal = next((r["option"] for r in all_rows if r["option"].source == "predicted" and r["meets"]), None)
+        if proposal is None:
+            print("verify: no configuration that is not built yet meets the budget; nothing to verify")
+        else:
+            ver = verify(proposal, camp, args.background_load, args.verify_runs,
+                         lambda m: print(m, file=sys.stderr, flush=True))
+            p, m = ver["predicted"], ver["measured"]
+            print(f"verify {ver['candidate_id']}: median latency predicted {p['latency_ms_median']:.4g} ms, measured "
+                  f"{m['latency_ms_median']:.4g} ms ({ver['latency_error']:+.1%}); accuracy predicted "
+                  f"{p['accuracy']:.4f}, measured {m['accuracy']:.4f} ({ver['accuracy_error_points']:+.1f} points); "
+                  f"energy predicted {p['energy_mj'] or float('nan'):.4g} mJ, measured {m['energy_mj'] or float('nan'):.4g} mJ "
+                  f"({energy_src})")
+    if args.json:
+        doc = {**info, "deadline_ms": args.deadline_ms, "energy_mj": args.energy_mj, "min_accuracy": args.min_accuracy,
+               "background_load": args.background_load, "qoe": qoe.as_dict(), "confidence": conf,
+               "ranking": [{k: v for k, v in r.items() if k not in ("samples", "option")} | {"source": r["option"].source}
+                           for r in all_rows],
+               "pareto": [f"{r['candidate_id']}@{r['threads']}t" for r in front], "verify": ver}
+        args.json.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
