@@ -31,3 +31,7 @@ def run(body: Callable[[], int]) -> int:
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:   # `| head`: the reader had enough; no traceback, and none at exit either
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

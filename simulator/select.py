@@ -141,8 +141,10 @@ def transfer(opts: list[Option], measured: dict[str, float], path: Path) -> tupl
 
 # ------------------------------------------------------------------ designs not built yet
 def _knob_features(k: dict) -> list[float]:
+    """log(width^2 x resolution^2) (what a convolution's multiply-accumulates scale with), blocks
+    removed, quantization: few parameters, so that a few architectures can fit them."""
     from harness.zoo.digits import QUANTIZATIONS
-    return [math.log(k["width"]), math.log(k["resolution"]), float(k["blocks_removed"]),
+    return [2 * math.log(k["width"]) + 2 * math.log(k["resolution"]), float(k["blocks_removed"]),
             *[float(k["quantization"] == q) for q in QUANTIZATIONS[1:]]]
 
 
@@ -195,7 +197,8 @@ def designs(opts: list[Option], models: dict, threads: int) -> list[Option]:
                     k = {"width": w, "blocks_removed": d, "resolution": r, "quantization": q}
                     f = np.array([_knob_features(k)])
                     med = float(np.exp(_predict(models["w_lat"], f)[0]))
-                    acc = float(np.clip(_predict(models["w_acc"], f)[0], 0.0, 1.0))
+                    # ranked at its lower bound: a prediction must beat a measurement by more than its error
+                    acc = float(np.clip(_predict(models["w_acc"], f)[0] - models["acc_mae"], 0.0, 1.0))
                     # the spread of a measured candidate's samples, around the predicted level
                     spread = float(np.median([np.std(np.log(o.samples)) for o in opts]))
                     out.append(Option(cid, threads, k, acc, med * np.exp(spread * z),
@@ -318,9 +321,10 @@ def parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--campaign", type=Path, help="run folder of harness.collect (default: the newest under ./runs/)")
     ap.add_argument("--target", help="the campaign's target (default: its only one)")
-    ap.add_argument("--deadline-ms", type=number("--deadline-ms", 0, strict=True), required=True,
+    ap.add_argument("--deadline-ms", type=number("--deadline-ms", 0, strict=True),
                     help="latency budget: a candidate meets it when its median latency is within it; its samples "
-                         "past it count as misses in its QoE")
+                         "past it count as misses in its QoE (default: the median of the candidates' medians in the "
+                         "context, a real trade-off, as the report's)")
     ap.add_argument("--energy-mj", type=number("--energy-mj", 0, strict=True),
                     help="energy budget per inference, mJ (default: none)")
     ap.add_argument("--min-accuracy", type=number("--min-accuracy", 0), help="accuracy floor, 0-1 (default: none)")
@@ -373,6 +377,9 @@ def _main(args) -> int:
                           f"{tr['b']:.3f} log x fitted on {tr['samples']} candidate(s) measured there; energy moved with latency "
                           f"(the campaign device's power: an estimate)")
         info["transfer"] = tr
+    if args.deadline_ms is None:
+        args.deadline_ms = float(np.median([np.median(o.samples) for o in opts]))
+        info["deadline"] = "the default: the median of the candidates' medians in this context"
     all_rows = ranked(opts, args.deadline_ms, qoe, args.energy_mj, args.min_accuracy)
     if not all_rows[0]["meets"]:
         raise BadInput(unreachable(all_rows, args.deadline_ms, args.energy_mj, args.min_accuracy))
@@ -390,10 +397,13 @@ def _main(args) -> int:
         print(f"note: {info['transfer']['note']}")
     energy_src = camp.energy_source + (" (an ESTIMATE from the profile's power model)"
                                        if camp.energy_source.startswith("estimate") else "")
-    print(f"budget: median latency <= {args.deadline_ms:g} ms" + (f", energy <= {args.energy_mj:g} mJ" if args.energy_mj
-                                                                 else "") +
-          (f", accuracy >= {args.min_accuracy:g}" if args.min_accuracy is not None else "") +
-          f"; QoE {'of user ' + args.user if args.user else 'weights'} {qoe.as_dict()}; energy: {energy_src}")
+    budget = f"median latency <= {args.deadline_ms:.4g} ms" + (f" ({info['deadline']})" if "deadline" in info else "")
+    if args.energy_mj:
+        budget += f", energy <= {args.energy_mj:g} mJ"
+    if args.min_accuracy is not None:
+        budget += f", accuracy >= {args.min_accuracy:g}"
+    print(f"budget: {budget}; QoE {'of user ' + args.user if args.user else 'weights'} {qoe.as_dict()}; "
+          f"energy: {energy_src}")
     if args.design:
         d = info["design"]
         print(f"design: knob models fitted on {d['n']} measured candidates of {d['architectures']} architectures; "

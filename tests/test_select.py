@@ -121,3 +121,19 @@ def test_design_ranks_configurations_not_built_with_stated_errors(campaign, tmp_
     assert "leave-one-architecture-out error: latency" in printed
     if doc["ranking"][0]["source"] == "predicted":
         assert f"--only {doc['ranking'][0]['candidate_id']}" in printed and doc["build_command"]
+
+
+@pytest.mark.slow
+def test_design_verify_builds_and_measures_the_proposal(campaign, tmp_path, capsys):
+    """The proposal is built by harness.zoo (TensorFlow: the zoo extra) and measured here; what was
+    predicted and what was measured are printed side by side (their gap is a figure, not a test)."""
+    pytest.importorskip("tensorflow")
+    med = _medians(campaign)
+    out = tmp_path / "v.json"
+    assert select.main(["--campaign", str(campaign), "--deadline-ms", str(max(med.values()) * 2), "--design", "--verify",
+                        "--verify-runs", "50", "--json", str(out)]) == 0
+    v = json.loads(out.read_text())["verify"]
+    assert v["candidate_id"] not in med and v["measured"]["latency_ms_median"] > 0
+    assert 0 <= v["measured"]["accuracy"] <= 1 and v["predicted"]["accuracy"] is not None
+    printed = capsys.readouterr().out
+    assert f"verify {v['candidate_id']}: median latency predicted" in printed
