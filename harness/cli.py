@@ -24,6 +24,17 @@ def number(what: str, low: float, kind=float, strict: bool = False) -> Callable[
     return f
 
 
+def ssh_arguments(ap: argparse.ArgumentParser) -> None:
+    """--known-hosts, --ssh-config, --trust-new-hosts: how every command that reaches targets
+    verifies them."""
+    ap.add_argument("--known-hosts", default="~/.ssh/known_hosts",
+                    help="OpenSSH known_hosts file the targets' host keys are checked against (default ~/.ssh/known_hosts)")
+    ap.add_argument("--ssh-config", default="~/.ssh/config",
+                    help="OpenSSH client config read for HostName, User, Port, IdentityFile, ProxyJump (default ~/.ssh/config)")
+    ap.add_argument("--trust-new-hosts", action="store_true",
+                    help="trust-on-first-use: accept and record unknown SSH host keys")
+
+
 def run(body: Callable[[], int]) -> int:
     """A command's body; a HarnessError becomes one line on stderr and exit status 2."""
     try:

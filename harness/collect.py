@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from harness.cli import number
+from harness.cli import number, ssh_arguments
 from harness.errors import BadInput, HarnessError
 from harness.inventory import PROFILES_DIR, load_inventory
 from harness.runner import RunSettings, TargetWorker
@@ -89,12 +89,7 @@ def parser() -> argparse.ArgumentParser:
                     help="extra attempts per job and per connection after the first (default 3)")
     ap.add_argument("--backoff", type=number("--backoff", 0), default=1.0,
                     help="seconds before the first retry, doubled each time, at most 30 (default 1)")
-    ap.add_argument("--known-hosts", default="~/.ssh/known_hosts",
-                    help="OpenSSH known_hosts file the targets' host keys are checked against (default ~/.ssh/known_hosts)")
-    ap.add_argument("--ssh-config", default="~/.ssh/config",
-                    help="OpenSSH client config read for HostName, User, Port, IdentityFile, ProxyJump (default ~/.ssh/config)")
-    ap.add_argument("--trust-new-hosts", action="store_true",
-                    help="trust-on-first-use: accept and record unknown SSH host keys")
+    ssh_arguments(ap)
     ap.add_argument("--allow-changed-target", action="store_true",
                     help="with --resume: a target whose profile, transport or host changed since the campaign began is "
                          "measured under a new name (NAME@<identity>) instead of being refused")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from harness import __version__
-from harness.cli import number
+from harness.cli import number, ssh_arguments
 from harness.errors import BadInput, HarnessError
 from harness.inventory import PROFILES_DIR, load_inventory
 from harness.runner import RunSettings, Session
@@ -216,12 +216,7 @@ def parser() -> argparse.ArgumentParser:
                     help="start the load this many seconds in (default 0)")
     ap.add_argument("--load-stop", type=number("--load-stop", 0), help="stop it this many seconds in (default: at the end)")
     ap.add_argument("--no-power", action="store_true", help="do not read the power meter")
-    ap.add_argument("--known-hosts", default="~/.ssh/known_hosts",
-                    help="OpenSSH known_hosts file the targets' host keys are checked against (default ~/.ssh/known_hosts)")
-    ap.add_argument("--ssh-config", default="~/.ssh/config",
-                    help="OpenSSH client config read for HostName, User, Port, IdentityFile, ProxyJump (default ~/.ssh/config)")
-    ap.add_argument("--trust-new-hosts", action="store_true",
-                    help="trust-on-first-use: accept and record an unknown SSH host key")
+    ssh_arguments(ap)
     ap.add_argument("--profiles", type=Path, default=PROFILES_DIR, help=argparse.SUPPRESS)
     return ap
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import __version__
-from harness.cli import number, run
+from harness.cli import number, run, ssh_arguments
 from harness.errors import BadInput, HarnessError
 from harness.inventory import load_inventory, local_target
 from harness.runner import RunSettings, Session
@@ -300,9 +300,7 @@ def parser() -> argparse.ArgumentParser:
                     help="correct the simulated side's world by what an earlier live run measured (its cells.csv)")
     ap.add_argument("--dry-run", action="store_true", help="say which trace columns this target can play, then stop")
     ap.add_argument("--out", type=Path, help="output folder, replaced (default: CAMPAIGN/live/)")
-    ap.add_argument("--known-hosts", default="~/.ssh/known_hosts", help="SSH known_hosts (default ~/.ssh/known_hosts)")
-    ap.add_argument("--ssh-config", default="~/.ssh/config", help="SSH config (default ~/.ssh/config)")
-    ap.add_argument("--trust-new-hosts", action="store_true", help="trust an unknown SSH host key on first use")
+    ssh_arguments(ap)
     ap.add_argument("--quiet", "-q", action="store_true", help="print only the validation table")
     return ap
 
