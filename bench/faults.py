@@ -391,6 +391,57 @@ sys.exit(p.wait())
 """]
 
 
+# ---------------------------------------------------------------- SSH targets (a real sshd on loopback)
+def _sshd(w: Work, name: str, known: bool):
+    """A loopback sshd and an inventory for it; known_hosts holds its key, or another host's."""
+    sys.path.insert(0, str(ROOT))
+    from tests.sshd import SSHD, keygen, make_server
+    if not Path(SSHD).exists():
+        return None
+    d = w.root / name
+    d.mkdir()
+    srv = make_server(d / "sshd", "127.0.0.2", keygen(d / "user_ed25519")).start()
+    kh = d / "known_hosts"
+    kh.write_text(srv.known_hosts_line() if known else "")
+    inv = w.file(f"{name}.yaml", f"targets:\n  - {{name: board, profile: x86-linux, transport: ssh, host: {srv.addr}, "
+                                 f"port: {srv.port}, identity_file: '{srv.user_key}', python: '{PY}', "
+                                 f"workdir: '{d / 'work'}'}}\n")
+    return srv, inv, kh, d
+
+
+@fault("collect", "an SSH target whose host key is not in known_hosts", 1)
+def _(w: Work):
+    got = _sshd(w, "unknown-key", known=False)
+    if got is None:
+        return None
+    srv, inv, kh, d = got
+    argv, out = collect(w, "-i", inv, "--zoo", w.zoo, *QUICK, "--known-hosts", kh, "--ssh-config", d / "none")
+
+    def kept():
+        srv.kill_all()
+        return "refused before connecting, not retried; known_hosts unchanged (" + \
+            ("empty" if not kh.read_text() else "LOST? written") + "); " + jobs_text(campaign_in(out))
+    return argv, kept
+
+
+@fault("collect", "the SSH server dies mid-campaign", 1)
+def _(w: Work):
+    got = _sshd(w, "dies", known=True)
+    if got is None:
+        return None
+    srv, inv, kh, d = got
+    import threading
+    argv, out = collect(w, "-i", inv, "--zoo", w.zoo, "--runs", "20000", "--threads", "1,2", "--background-load", "0",
+                        "--reference", "none", "--no-report", "--retries", "1", "--backoff", "0.2", "--known-hosts", kh,
+                        "--ssh-config", d / "none")
+    threading.Timer(5, srv.kill_all).start()    # sshd and every connection it serves, mid-campaign
+
+    def kept():
+        srv.kill_all()
+        return "the jobs finished before are kept; the rest left for --resume: " + jobs_text(campaign_in(out))
+    return argv, kept
+
+
 # ---------------------------------------------------------------- record
 @fault("record", "`--duration nan`", 2)
 def _(w: Work):
@@ -491,7 +542,7 @@ def _(w: Work):
 
 
 # besides error lines, what a user reads to learn what happened in a run that went on
-SAID = ("cannot be used", "not measured", "job(s) failed", "interrupted", " model: ", "kept the previous", "warning:")
+SAID = ("cannot be used", "giving up", "not measured", "job(s) failed", "interrupted", " model: ", "kept the previous", "warning:")
 
 
 def run_all(only: str | None) -> list[Outcome]:
