@@ -542,7 +542,8 @@ def _(w: Work):
 
 
 # besides error lines, what a user reads to learn what happened in a run that went on
-SAID = ("cannot be used", "giving up", "not measured", "job(s) failed", "interrupted", " model: ", "kept the previous", "warning:")
+SAID = ("cannot be used", "giving up", "not measured", "job(s) failed", "interrupted", " model: ", "kept the previous",
+        "warning:")
 
 
 def run_all(only: str | None) -> list[Outcome]:

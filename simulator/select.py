@@ -45,6 +45,9 @@ from simulator.world import Campaign, load_campaign
 
 BOOTSTRAP = 400
 QUANTILES = 200          # a predicted lognormal latency is represented by this many quantiles
+# a design's accuracy is ranked this many mean absolute errors below its prediction: a prediction
+# must beat a measurement by more than its error to be chosen (bench/selection.py measures it)
+PESSIMISM = 1.0
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Option:
     source: str                    # measured | transferred | predicted
     sigma_log: float = 0.0         # model error of the latency level (log), for the confidence
     accuracy_err: float = 0.0      # model error of the accuracy (absolute), for --design
+    accuracy_pred: float | None = None   # a design's central accuracy prediction (it is ranked lower)
 
     def row(self) -> dict:
         return {"candidate_id": self.candidate_id, "threads": self.threads, "accuracy": self.accuracy,
@@ -140,12 +144,23 @@ def transfer(opts: list[Option], measured: dict[str, float], path: Path) -> tupl
 
 
 # ------------------------------------------------------------------ designs not built yet
-def _knob_features(k: dict) -> list[float]:
+def _simple(k: dict) -> list[float]:
     """log(width^2 x resolution^2) (what a convolution's multiply-accumulates scale with), blocks
-    removed, quantization: few parameters, so that a few architectures can fit them."""
+    removed, quantization: few parameters, for a few architectures."""
     from harness.zoo.digits import QUANTIZATIONS
     return [2 * math.log(k["width"]) + 2 * math.log(k["resolution"]), float(k["blocks_removed"]),
             *[float(k["quantization"] == q) for q in QUANTIZATIONS[1:]]]
+
+
+def _quadratic(k: dict) -> list[float]:
+    """log width and log resolution with their squares and product (a fixed cost that small
+    networks cannot hide, an accuracy that saturates), blocks removed, quantization."""
+    from harness.zoo.digits import QUANTIZATIONS
+    w, r = math.log(k["width"]), math.log(k["resolution"])
+    return [w, r, w * w, r * r, w * r, float(k["blocks_removed"]), *[float(k["quantization"] == q) for q in QUANTIZATIONS[1:]]]
+
+
+FORMS = {"simple": _simple, "quadratic": _quadratic}
 
 
 def _ridge(X: np.ndarray, y: np.ndarray, lam: float = 1e-3) -> np.ndarray:
@@ -157,26 +172,36 @@ def _predict(w: np.ndarray, X: np.ndarray) -> np.ndarray:
     return np.c_[np.ones(len(X)), X] @ w
 
 
-def knob_models(opts: list[Option]) -> dict:
-    """Latency (log) and accuracy as linear functions of the knobs, with leave-one-architecture-out
-    errors (every quantization of the held-out architecture is left out)."""
-    have = [o for o in opts if {"width", "resolution", "blocks_removed", "quantization"} <= set(o.knobs)]
-    if len({(o.knobs["width"], o.knobs["blocks_removed"], o.knobs["resolution"]) for o in have}) < 3:
-        raise BadInput("--design: the campaign needs digits-compressed candidates of 3 architectures or more "
-                       "(knobs width, blocks_removed, resolution, quantization) to fit the knob models")
-    X = np.array([_knob_features(o.knobs) for o in have])
-    ylat = np.log([np.median(o.samples) for o in have])
-    yacc = np.array([o.accuracy for o in have])
-    arch = np.array([hash((o.knobs["width"], o.knobs["blocks_removed"], o.knobs["resolution"])) for o in have])
-    rl, ra = [], []
+def _loao(X: np.ndarray, y: np.ndarray, arch: np.ndarray) -> np.ndarray:
+    """Leave-one-architecture-out residuals (every quantization of the held-out architecture out)."""
+    res = np.empty(len(y))
     for g in np.unique(arch):
         te = arch == g
-        rl += list(ylat[te] - _predict(_ridge(X[~te], ylat[~te]), X[te]))
-        ra += list(yacc[te] - _predict(_ridge(X[~te], yacc[~te]), X[te]))
+        res[te] = y[te] - _predict(_ridge(X[~te], y[~te]), X[te])
+    return res
+
+
+def knob_models(opts: list[Option]) -> dict:
+    """Latency (log) and accuracy as functions of the knobs; for each, the form (simple or
+    quadratic) with the smaller leave-one-architecture-out error, and that error."""
+    have = [o for o in opts if {"width", "resolution", "blocks_removed", "quantization"} <= set(o.knobs)]
+    archs = [(o.knobs["width"], o.knobs["blocks_removed"], o.knobs["resolution"]) for o in have]
+    if len(set(archs)) < 3:
+        raise BadInput("--design: the campaign needs digits-compressed candidates of 3 architectures or more "
+                       "(knobs width, blocks_removed, resolution, quantization) to fit the knob models")
+    arch = np.array([sorted(set(archs)).index(a) for a in archs])
+    ylat = np.log([np.median(o.samples) for o in have])
+    yacc = np.array([o.accuracy for o in have])
+    out = {"n": len(have), "architectures": len(set(archs))}
+    for what, y, err in (("lat", ylat, lambda r: float(np.sqrt(np.mean(r * r)))),
+                         ("acc", yacc, lambda r: float(np.mean(np.abs(r))))):
+        best = min(FORMS, key=lambda f: err(_loao(np.array([FORMS[f](o.knobs) for o in have]), y, arch)))
+        X = np.array([FORMS[best](o.knobs) for o in have])
+        out[f"w_{what}"], out[f"form_{what}"] = _ridge(X, y), best
+        out["sigma_log" if what == "lat" else "acc_mae"] = err(_loao(X, y, arch))
     e = [o.energy_mj / float(np.median(o.samples)) for o in have if o.energy_mj is not None]
-    return {"w_lat": _ridge(X, ylat), "w_acc": _ridge(X, yacc), "sigma_log": float(np.sqrt(np.mean(np.square(rl)))),
-            "acc_mae": float(np.mean(np.abs(ra))), "n": len(have), "architectures": len(np.unique(arch)),
-            "mj_per_ms": float(np.median(e)) if e else None}
+    out["mj_per_ms"] = float(np.median(e)) if e else None
+    return out
 
 
 def designs(opts: list[Option], models: dict, threads: int) -> list[Option]:
@@ -195,15 +220,16 @@ def designs(opts: list[Option], models: dict, threads: int) -> list[Option]:
                     if cid in built:
                         continue
                     k = {"width": w, "blocks_removed": d, "resolution": r, "quantization": q}
-                    f = np.array([_knob_features(k)])
-                    med = float(np.exp(_predict(models["w_lat"], f)[0]))
-                    # ranked at its lower bound: a prediction must beat a measurement by more than its error
-                    acc = float(np.clip(_predict(models["w_acc"], f)[0] - models["acc_mae"], 0.0, 1.0))
+                    med = float(np.exp(_predict(models["w_lat"], np.array([FORMS[models["form_lat"]](k)]))[0]))
+                    central = float(np.clip(_predict(models["w_acc"], np.array([FORMS[models["form_acc"]](k)]))[0],
+                                            0.0, 1.0))
+                    acc = max(0.0, central - PESSIMISM * models["acc_mae"])
                     # the spread of a measured candidate's samples, around the predicted level
                     spread = float(np.median([np.std(np.log(o.samples)) for o in opts]))
                     out.append(Option(cid, threads, k, acc, med * np.exp(spread * z),
                                       None if models["mj_per_ms"] is None else models["mj_per_ms"] * med, "predicted",
-                                      sigma_log=models["sigma_log"], accuracy_err=models["acc_mae"]))
+                                      sigma_log=models["sigma_log"], accuracy_err=models["acc_mae"],
+                                      accuracy_pred=central))
     return out
 
 
@@ -309,7 +335,7 @@ def verify(best: Option, camp: Campaign, background_load: int, runs: int, log) -
     measured = {"latency_ms_median": float(np.median(got.samples)), "energy_mj": got.energy_mj,
                 "accuracy": got.accuracy}
     predicted = {"latency_ms_median": float(np.median(best.samples)), "energy_mj": best.energy_mj,
-                 "accuracy": best.accuracy}
+                 "accuracy": best.accuracy_pred if best.accuracy_pred is not None else best.accuracy}
     return {"candidate_id": best.candidate_id, "predicted": predicted, "measured": measured, "zoo": str(zoo),
             "campaign": str(run_dir), "latency_error": measured["latency_ms_median"] / predicted["latency_ms_median"] - 1,
             "accuracy_error_points": 100 * (measured["accuracy"] - predicted["accuracy"])}
@@ -390,8 +416,10 @@ def _main(args) -> int:
         info["design"] = {k: v for k, v in models.items() if not k.startswith("w_")}
         opts = opts + new
         all_rows = ranked(opts, args.deadline_ms, qoe, args.energy_mj, args.min_accuracy)
-    conf = confidence(opts, args.deadline_ms, qoe, args.energy_mj, args.min_accuracy, args.seed)
-    best = all_rows[0]
+    built = [o for o in opts if o.source != "predicted"]
+    conf = confidence(built, args.deadline_ms, qoe, args.energy_mj, args.min_accuracy, args.seed)
+    best = next(r for r in all_rows if r["option"].source != "predicted")     # what can run now
+    proposal = next((r for r in all_rows if r["option"].source == "predicted" and r["meets"]), None)
     print(f"belief: {info['belief']}")
     if info.get("transfer", {}).get("note"):
         print(f"note: {info['transfer']['note']}")
@@ -406,7 +434,8 @@ def _main(args) -> int:
           f"energy: {energy_src}")
     if args.design:
         d = info["design"]
-        print(f"design: knob models fitted on {d['n']} measured candidates of {d['architectures']} architectures; "
+        print(f"design: knob models ({d['form_lat']} in log latency, {d['form_acc']} in accuracy) fitted on "
+              f"{d['n']} measured candidates of {d['architectures']} architectures; "
               f"leave-one-architecture-out error: latency {math.expm1(d['sigma_log']):.1%} (rms, log), accuracy "
               f"{100 * d['acc_mae']:.1f} points (mean absolute); energy = latency x {d['mj_per_ms'] or float('nan'):.4g} "
               f"mJ/ms (the measured candidates' median ratio)")
@@ -416,20 +445,28 @@ def _main(args) -> int:
     n_meet = sum(r["meets"] for r in all_rows)
     print(f"\nrun {best['candidate_id']} at {best['threads']} thread(s): expected QoE {best['qoe']:.4f}, "
           f"{best['p_late']:.1%} late; {n_meet} of {len(all_rows)} choices meet the budget; rank confidence "
-          f"{conf:.0%} (the first stays first in {conf:.0%} of {BOOTSTRAP} bootstrap draws)")
+          f"{conf:.0%} (the first stays first in {conf:.0%} of {BOOTSTRAP} bootstrap draws of the built ones)")
     front = pareto(all_rows)
     print("Pareto set (latency, energy, accuracy): " + ", ".join(f"{r['candidate_id']}@{r['threads']}t" for r in front))
-    if best["option"].source == "predicted":
-        cmd = f"python -m harness.zoo build --family digits-compressed --only {best['candidate_id']} --out zoo/proposed"
-        print(f"not built yet: {cmd}")
-        info["build_command"] = cmd
+    if args.design and proposal is None:
+        print("design: every configuration of the space is built" if not any(o.source == "predicted" for o in opts)
+              else "design: no configuration that is not built yet is predicted to meet the budget")
+    elif args.design:
+        o = proposal["option"]
+        cmd = f"python -m harness.zoo build --family digits-compressed --only {o.candidate_id} --out zoo/proposed"
+        beats = proposal["qoe"] > best["qoe"]
+        print(f"best not built yet: {o.candidate_id}, predicted median {np.median(o.samples):.4g} ms "
+              f"(+-{math.expm1(o.sigma_log):.0%}), accuracy {o.accuracy_pred:.4f} (+-{o.accuracy_err:.3f}), expected "
+              f"QoE {proposal['qoe']:.4f} at its accuracy's lower bound: "
+              + ("predicted to beat the recommendation; build it and measure (--verify): " if beats else
+                 "not predicted to beat the recommendation; to try it anyway: ") + cmd)
+        info["proposal"] = {"candidate_id": o.candidate_id, "beats_recommendation": beats, "build_command": cmd}
     ver = None
     if args.verify:
-        proposal = next((r["option"] for r in all_rows if r["option"].source == "predicted" and r["meets"]), None)
         if proposal is None:
             print("verify: no configuration that is not built yet meets the budget; nothing to verify")
         else:
-            ver = verify(proposal, camp, args.background_load, args.verify_runs,
+            ver = verify(proposal["option"], camp, args.background_load, args.verify_runs,
                          lambda m: print(m, file=sys.stderr, flush=True))
             p, m = ver["predicted"], ver["measured"]
             print(f"verify {ver['candidate_id']}: median latency predicted {p['latency_ms_median']:.4g} ms, measured "
@@ -442,7 +479,8 @@ def _main(args) -> int:
                "background_load": args.background_load, "qoe": qoe.as_dict(), "confidence": conf,
                "ranking": [{k: v for k, v in r.items() if k not in ("samples", "option")} | {"source": r["option"].source}
                            for r in all_rows],
-               "pareto": [f"{r['candidate_id']}@{r['threads']}t" for r in front], "verify": ver}
+               "pareto": [f"{r['candidate_id']}@{r['threads']}t" for r in front], "verify": ver,
+               "recommendation": f"{best['candidate_id']}@{best['threads']}t"}
         args.json.write_text(json.dumps(doc, indent=1, default=float) + "\n")
     return 0
 

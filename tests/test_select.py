@@ -119,8 +119,9 @@ def test_design_ranks_configurations_not_built_with_stated_errors(campaign, tmp_
     assert d["architectures"] == 5 and d["sigma_log"] > 0 and 0 < d["acc_mae"] < 0.5
     printed = capsys.readouterr().out
     assert "leave-one-architecture-out error: latency" in printed
-    if doc["ranking"][0]["source"] == "predicted":
-        assert f"--only {doc['ranking'][0]['candidate_id']}" in printed and doc["build_command"]
+    prop = doc["proposal"]
+    assert f"best not built yet: {prop['candidate_id']}" in printed and f"--only {prop['candidate_id']}" in printed
+    assert prop["candidate_id"] not in med and doc["recommendation"].split("@")[0] in med   # what runs is built
 
 
 @pytest.mark.slow
