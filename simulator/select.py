@@ -447,7 +447,9 @@ def _main(args) -> int:
           f"{best['p_late']:.1%} late; {n_meet} of {len(all_rows)} choices meet the budget; rank confidence "
           f"{conf:.0%} (the first stays first in {conf:.0%} of {BOOTSTRAP} bootstrap draws of the built ones)")
     front = pareto(all_rows)
-    print("Pareto set (latency, energy, accuracy): " + ", ".join(f"{r['candidate_id']}@{r['threads']}t" for r in front))
+    print("Pareto set (latency, energy, accuracy; * predicted, not built): "
+          + ", ".join(f"{r['candidate_id']}@{r['threads']}t" + ("*" if r["option"].source == "predicted" else "")
+                      for r in front))
     if args.design and proposal is None:
         print("design: every configuration of the space is built" if not any(o.source == "predicted" for o in opts)
               else "design: no configuration that is not built yet is predicted to meet the budget")
