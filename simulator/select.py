@@ -211,6 +211,7 @@ def designs(opts: list[Option], models: dict, threads: int) -> list[Option]:
     from harness.zoo.digits import BLOCKS_REMOVED, QUANTIZATIONS, RESOLUTIONS, WIDTHS
     built = {o.candidate_id for o in opts}
     z = norm.ppf((np.arange(QUANTILES) + 0.5) / QUANTILES)
+    spread = float(np.median([np.std(np.log(o.samples)) for o in opts]))   # a measured candidate's, around the level
     out = []
     for w in WIDTHS:
         for d in BLOCKS_REMOVED:
@@ -224,8 +225,6 @@ def designs(opts: list[Option], models: dict, threads: int) -> list[Option]:
                     central = float(np.clip(_predict(models["w_acc"], np.array([FORMS[models["form_acc"]](k)]))[0],
                                             0.0, 1.0))
                     acc = max(0.0, central - PESSIMISM * models["acc_mae"])
-                    # the spread of a measured candidate's samples, around the predicted level
-                    spread = float(np.median([np.std(np.log(o.samples)) for o in opts]))
                     out.append(Option(cid, threads, k, acc, med * np.exp(spread * z),
                                       None if models["mj_per_ms"] is None else models["mj_per_ms"] * med, "predicted",
                                       sigma_log=models["sigma_log"], accuracy_err=models["acc_mae"],
