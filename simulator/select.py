@@ -143,6 +143,37 @@ def transfer(opts: list[Option], measured: dict[str, float], path: Path) -> tupl
     return out, info
 
 
+# ------------------------------------------------------------------ a trained predictor as belief
+def from_model(opts: list[Option], camp: Campaign, background_load: int, model_dir: Path, zoos: list[Path],
+               expect_sha256: str | None) -> tuple[list[Option], dict]:
+    """Each option's latency level from a predictor trained with predictors.train (loaded through
+    its safe loader), with the measured samples' shape around it; the card's grouped-CV error
+    (rmspe) is the level's model error. The campaign's samples stay only as the shape."""
+    from predictors import dataset
+    from predictors import store as pstore
+    est, card = pstore.load(model_dir, expect_sha256=expect_sha256)
+    target = card.get("target", "")
+    if not target.startswith("latency_ms"):
+        raise BadInput(f"{model_dir}: the predictor's target is {target!r}; --belief-model needs a latency one")
+    df = dataset.load([camp.run_dir / "measurements.parquet"], zoos, target)
+    df = df[(df["target"] == camp.target) & (df["background_load"] == background_load)]
+    pred = dict(zip(zip(df["candidate_id"], df["threads"].astype(int)), est.predict(df[card["features"]])))
+    cv = (card.get("cv") or {}).get("scores") or {}
+    sigma = float(np.log1p(cv["rmspe"])) if cv.get("rmspe") else 0.25
+    out = []
+    for o in opts:
+        m = pred.get((o.candidate_id, o.threads))
+        if m is None or not m > 0:
+            raise BadInput(f"{model_dir}: no prediction for {o.candidate_id}@{o.threads}t (its model file: --zoo DIR)")
+        scale = float(m) / float(np.median(o.samples))
+        out.append(Option(o.candidate_id, o.threads, o.knobs, o.accuracy, o.samples * scale,
+                          None if o.energy_mj is None else o.energy_mj * scale, "model", sigma_log=sigma))
+    info = {"artifact": str(model_dir), "sha256": card.get("artifact", {}).get("sha256"), "level": card.get("level"),
+            "target": target, "cv": cv, "sigma_log": sigma,
+            "note": "" if cv.get("rmspe") else "the card has no CV error: 0.25 in log assumed"}
+    return out, info
+
+
 # ------------------------------------------------------------------ designs not built yet
 def _simple(k: dict) -> list[float]:
     """log(width^2 x resolution^2) (what a convolution's multiply-accumulates scale with), blocks
@@ -361,6 +392,13 @@ def parser() -> argparse.ArgumentParser:
     qo.add_argument("--user", help="a simulated user's QoE (accuracy-first, deadline-strict, battery-saver, or a file)")
     ap.add_argument("--device-samples", type=Path, metavar="CSV",
                     help="a device not in the campaign: candidate_id,latency_ms rows measured on it (a few)")
+    ap.add_argument("--belief-model", type=Path, metavar="DIR",
+                    help="rank by a trained latency predictor's figures (python -m predictors.train --out DIR) instead "
+                         "of the measured medians; the samples give only the spread")
+    ap.add_argument("--expect-sha256", help="with --belief-model: refuse the model file unless its sha256 is this")
+    ap.add_argument("--zoo", type=Path, action="append",
+                    help="with --belief-model: zoo dir holding the campaign's model files (repeatable; default: the "
+                         "bundled zoo)")
     ap.add_argument("--design", action="store_true",
                     help="also rank digits-compressed configurations not built yet, predicted by knob models")
     ap.add_argument("--verify", action="store_true",
@@ -396,6 +434,16 @@ def _main(args) -> int:
     opts = options(camp, args.background_load, args.threads)
     world = f"campaign {camp.campaign_id} on {camp.target} ({camp.runtime}), background load {args.background_load}"
     info: dict = {"campaign": str(camp.run_dir), "target": camp.target, "belief": "measured samples " + world}
+    if args.belief_model and args.device_samples:
+        raise BadInput("--belief-model and --device-samples are two beliefs: give one")
+    if args.belief_model:
+        from harness.zoo.manifest import BUNDLED
+        opts, bm = from_model(opts, camp, args.background_load, args.belief_model, args.zoo or [BUNDLED],
+                              args.expect_sha256)
+        info["belief"] = (f"{bm['level']}-level predictor {args.belief_model} ({bm['target']}, sha256 "
+                          f"{str(bm['sha256'])[:12]}, grouped-CV error {math.expm1(bm['sigma_log']):.1%}) for the "
+                          f"latency of each candidate in {world}; the measured samples give only the spread")
+        info["belief_model"] = bm
     if args.device_samples:
         opts, tr = transfer(opts, read_device_samples(args.device_samples), args.device_samples)
         info["belief"] = (f"{world}, moved to the device of {args.device_samples} by log y = {tr['a']:.3f} + "
@@ -420,8 +468,9 @@ def _main(args) -> int:
     best = next(r for r in all_rows if r["option"].source != "predicted")     # what can run now
     proposal = next((r for r in all_rows if r["option"].source == "predicted" and r["meets"]), None)
     print(f"belief: {info['belief']}")
-    if info.get("transfer", {}).get("note"):
-        print(f"note: {info['transfer']['note']}")
+    for k in ("transfer", "belief_model"):
+        if info.get(k, {}).get("note"):
+            print(f"note: {info[k]['note']}")
     energy_src = camp.energy_source + (" (an ESTIMATE from the profile's power model)"
                                        if camp.energy_source.startswith("estimate") else "")
     budget = f"median latency <= {args.deadline_ms:.4g} ms" + (f" ({info['deadline']})" if "deadline" in info else "")

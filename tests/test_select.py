@@ -138,3 +138,25 @@ def test_design_verify_builds_and_measures_the_proposal(campaign, tmp_path, caps
     assert 0 <= v["measured"]["accuracy"] <= 1 and v["predicted"]["accuracy"] is not None
     printed = capsys.readouterr().out
     assert f"verify {v['candidate_id']}: median latency predicted" in printed
+
+
+def test_a_trained_predictor_as_belief(campaign, tmp_path, capsys):
+    from harness.zoo.manifest import BUNDLED
+    from predictors import train
+    model = tmp_path / "model"
+    assert train.main(["--data", str(campaign / "measurements.parquet"), "--out", str(model)]) == 0
+    out = tmp_path / "m.json"
+    assert select.main(["--campaign", str(campaign), "--belief-model", str(model), "--zoo", str(BUNDLED),
+                        "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    from predictors import dataset
+    from predictors import store as pstore
+    est, card = pstore.load(model)
+    df = dataset.load([campaign / "measurements.parquet"], [BUNDLED])
+    want = dict(zip(df["candidate_id"], est.predict(df[card["features"]])))
+    got = {r["candidate_id"]: r["latency_ms_median"] for r in doc["ranking"]}
+    assert got == pytest.approx(want, rel=1e-9)                  # the predictor's figures, not the measurements
+    assert all(r["source"] == "model" for r in doc["ranking"]) and doc["belief_model"]["sigma_log"] > 0
+    assert f"model-level predictor {model}" in capsys.readouterr().out
+    assert select.main(["--campaign", str(campaign), "--belief-model", str(model), "--expect-sha256", "0" * 64]) == 2
+    assert "not the pinned" in capsys.readouterr().err
