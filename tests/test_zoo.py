@@ -574,3 +574,24 @@ def test_manifest_values_checked_before_any_job(bundled, tmp_path, capsys, field
     err = capsys.readouterr().err.strip()
     assert expect in err and len(err.splitlines()) == 1
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.slow
+def test_a_digits_build_is_reproducible_and_quiet(tmp_path, capsys):
+    """The same configuration and seed, built twice: the same file and accuracy (op determinism,
+    oneDNN off); the terminal gets the builder's lines, TensorFlow's go to OUT/build.log."""
+    pytest.importorskip("tensorflow", reason="building needs the zoo extra (.ci/run installs it)")
+    import subprocess
+    import sys
+    docs = []
+    for name in ("a", "b"):
+        p = subprocess.run([sys.executable, "-m", "harness.zoo", "build", "--family", "digits-compressed", "--only",
+                            "dc-w025-d2-r32-int8", "--out", str(tmp_path / name)], capture_output=True, text=True,
+                           timeout=1200)
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert len((p.stdout + p.stderr).splitlines()) < 10, p.stdout + p.stderr
+        assert (tmp_path / name / "build.log").stat().st_size > 0
+        docs.append(json.loads((tmp_path / name / "manifest.json").read_text()))
+    (a,), (b,) = docs[0]["candidates"], docs[1]["candidates"]
+    assert a["id"] == "dc-w025-d2-r32-int8" and a["sha256"] == b["sha256"] and a["accuracy"] == b["accuracy"]
+    assert docs[0]["builder"]["op_determinism"] is True
