@@ -3,24 +3,26 @@ budget; and (--design) whether a configuration not built yet would do better.
 
     python -m simulator.select --campaign runs/C --deadline-ms 1.0 [--energy-mj 0.5] [--min-accuracy 0.9]
     python -m simulator.select --campaign runs/C --deadline-ms 1.0 --device-samples new-device.csv
+    python -m simulator.select --campaign runs/C --deadline-ms 1.0 --belief-model model/
     python -m simulator.select --campaign runs/C --deadline-ms 1.0 --design [--verify]
 
 Candidates are ranked by expected QoE per request (simulator.ranking, the ranking the report's
-recommendation uses): those meeting every constraint first. The latency distribution of each is
-its measured samples in the campaign (--background-load, --threads), or, for a device that is not
-in the campaign (--device-samples CSV of candidate_id,latency_ms: a few measurements of it), those
-samples moved to it by a log-linear map fitted on the few (the proxy-device transfer, with one
-proxy: the campaign's device). The rank's confidence: how often the first stays first over 400
-bootstrap draws of the samples (and of the map's error). The Pareto set (latency, energy,
-accuracy) is printed beside.
+recommendation uses): those meeting every budget first. Each one's latency distribution is its
+measured samples in the context (--threads, --background-load); for a device not in the campaign
+(--device-samples CSV of candidate_id,latency_ms, a few measurements of it) those samples moved
+by a log-linear map fitted on the few (the proxy-device transfer, one proxy: the campaign's
+device); with --belief-model a trained latency predictor's level, the samples keeping only
+their spread. The rank's confidence: how often the first stays first over 400 bootstrap draws
+of the samples (and of the map's or model's error). The Pareto set is printed beside.
 
---design searches the digits-compressed knobs (width, depth, resolution, quantization) not
-built yet: latency from a knob model fitted to the campaign's measured candidates (log latency,
-linear in log width, log resolution, depth and quantization), accuracy from one fitted to their
-accuracies (linear in the knobs); both with leave-one-architecture-out errors, printed. It
-prints the best configuration and the `harness.zoo build` command that makes it; --verify runs
-that command (needs the zoo extra), measures the result with harness.collect on the campaign's
-target (the local machine) and prints predicted against measured.
+--design adds the digits-compressed configurations (width, depth, resolution, quantization) not
+built yet: log latency and accuracy from knob models fitted on the measured candidates (simple
+or quadratic in the knobs, whichever has the smaller leave-one-architecture-out error, printed);
+a design's accuracy is ranked one error below its prediction. What to run is chosen among the
+built candidates; the best design is printed apart with the `harness.zoo build --only` command
+that makes it. --verify runs that command (the zoo extra), measures the result with
+harness.collect on the campaign's target (the local machine) and prints predicted against
+measured.
 """
 from __future__ import annotations
 
@@ -59,7 +61,7 @@ class Option:
     accuracy: float
     samples: np.ndarray            # latency, ms: measured (or transferred), or quantiles of a prediction
     energy_mj: float | None
-    source: str                    # measured | transferred | predicted
+    source: str                    # measured | transferred | model (a predictor's level) | predicted (a design)
     sigma_log: float = 0.0         # model error of the latency level (log), for the confidence
     accuracy_err: float = 0.0      # model error of the accuracy (absolute), for --design
     accuracy_pred: float | None = None   # a design's central accuracy prediction (it is ranked lower)
@@ -332,7 +334,10 @@ def unreachable(rows: list[dict], deadline_ms: float, energy_mj: float | None, m
     if energy_mj is not None:
         lean = [r for r in fast if r["energy_mj"] is not None and r["energy_mj"] <= energy_mj]
         if not lean:
-            least = min((r for r in fast if r["energy_mj"] is not None), key=lambda r: r["energy_mj"])
+            withe = [r for r in fast if r["energy_mj"] is not None]
+            if not withe:
+                return f"--energy-mj {energy_mj:g}: no candidate within the deadline has an energy figure"
+            least = min(withe, key=lambda r: r["energy_mj"])
             return (f"--deadline-ms {deadline_ms:g} with --energy-mj {energy_mj:g}: no candidate meets both (within the "
                     f"deadline the least energy is {least['energy_mj']:.4g} mJ, {least['candidate_id']}@{least['threads']}t)")
         fast = lean
