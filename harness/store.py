@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import __version__
+from harness.errors import BadInput, HarnessError
 
 SCHEMA_VERSION = 3
 FINAL = ("ok", "failed")  # a job in these states is not measured again on --resume
@@ -70,7 +71,6 @@ EXPORT_COLUMNS = (
 
 class Store:
     def __init__(self, path: str | Path):
-        from harness.errors import BadInput, HarnessError
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,8 @@ class Store:
         with self._lock:
             v = self.db.execute("PRAGMA user_version").fetchone()[0]
             if v > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path}: store schema {v} is newer than this harness ({SCHEMA_VERSION})")
+                raise HarnessError(f"{self.path}: store schema {v} is newer than this harness ({SCHEMA_VERSION}): "
+                                   f"upgrade the harness to read it")
             while v < SCHEMA_VERSION:
                 self.db.execute("BEGIN IMMEDIATE")
                 try:

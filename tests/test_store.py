@@ -33,7 +33,8 @@ def test_newer_store_is_refused(tmp_path):
     db = sqlite3.connect(tmp_path / "c.sqlite")
     db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     db.close()
-    with pytest.raises(RuntimeError, match="newer than this harness"):
+    from harness.errors import HarnessError
+    with pytest.raises(HarnessError, match="newer than this harness"):    # one line from every CLI, exit 2
         Store(tmp_path / "c.sqlite")
 
 
