@@ -142,10 +142,9 @@ def fault(area: str, what: str, expect: int):
 
 
 # ---------------------------------------------------------------- collect: bad input before any job
-def _inv(w: Work, name: str, text: str | bytes):
-    inv = w.file(name, text)
-
-    def setup(w=w):
+def _inv(name: str, text: str | bytes):
+    def setup(w: Work):
+        inv = w.file(name, text)
         argv, out = collect(w, "-i", inv, "--zoo", w.zoo, *QUICK)
         return argv, lambda: "nothing run; " + jobs_text(campaign_in(out)) if campaign_in(out) else "nothing run, no folder made"
     return setup
@@ -161,7 +160,7 @@ for _name, _what, _text in [
     ("cpus.yaml", "inventory: `cpus: [true]`", "targets:\n  - name: a\n    profile: x86-linux\n    transport: local\n"
                                                  "    cpus: [true]\n"),
 ]:
-    FAULTS.append(Fault("collect", _what, 2, (lambda n, t: lambda w: _inv(w, n, t)(w))(_name, _text)))
+    FAULTS.append(Fault("collect", _what, 2, _inv(_name, _text)))
 
 
 def _manifest_fault(edit):
@@ -393,7 +392,8 @@ sys.exit(p.wait())
 
 # ---------------------------------------------------------------- SSH targets (a real sshd on loopback)
 def _sshd(w: Work, name: str, known: bool):
-    """A loopback sshd and an inventory for it; known_hosts holds its key, or another host's."""
+    """A loopback sshd, an inventory for it, and the collect options that verify it (known_hosts
+    holds its key, or nothing); None without openssh-server."""
     sys.path.insert(0, str(ROOT))
     from tests.sshd import SSHD, keygen, make_server
     if not Path(SSHD).exists():
@@ -406,7 +406,7 @@ def _sshd(w: Work, name: str, known: bool):
     inv = w.file(f"{name}.yaml", f"targets:\n  - {{name: board, profile: x86-linux, transport: ssh, host: {srv.addr}, "
                                  f"port: {srv.port}, identity_file: '{srv.user_key}', python: '{PY}', "
                                  f"workdir: '{d / 'work'}'}}\n")
-    return srv, inv, kh, d
+    return srv, inv, kh, ["--known-hosts", kh, "--ssh-config", d / "none"]
 
 
 @fault("collect", "an SSH target whose host key is not in known_hosts", 1)
@@ -414,8 +414,8 @@ def _(w: Work):
     got = _sshd(w, "unknown-key", known=False)
     if got is None:
         return None
-    srv, inv, kh, d = got
-    argv, out = collect(w, "-i", inv, "--zoo", w.zoo, *QUICK, "--known-hosts", kh, "--ssh-config", d / "none")
+    srv, inv, kh, ssh = got
+    argv, out = collect(w, "-i", inv, "--zoo", w.zoo, *QUICK, *ssh)
 
     def kept():
         srv.kill_all()
@@ -429,11 +429,10 @@ def _(w: Work):
     got = _sshd(w, "dies", known=True)
     if got is None:
         return None
-    srv, inv, kh, d = got
+    srv, inv, kh, ssh = got
     import threading
     argv, out = collect(w, "-i", inv, "--zoo", w.zoo, "--runs", "20000", "--threads", "1,2", "--background-load", "0",
-                        "--reference", "none", "--no-report", "--retries", "1", "--backoff", "0.2", "--known-hosts", kh,
-                        "--ssh-config", d / "none")
+                        "--reference", "none", "--no-report", "--retries", "1", "--backoff", "0.2", *ssh)
     threading.Timer(5, srv.kill_all).start()    # sshd and every connection it serves, mid-campaign
 
     def kept():

@@ -40,11 +40,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--background-load", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--pessimism", type=float, help="a design's accuracy ranked this many errors below its prediction "
-                                                      "(default: simulator.select's)")
     args = ap.parse_args()
-    if args.pessimism is not None:
-        select_mod.PESSIMISM = args.pessimism
     camp = load_campaign(args.campaign or newest_campaign())
     opts = [o for o in options(camp, args.background_load, args.threads) if "width" in o.knobs]
     archs = sorted({arch(o) for o in opts})
@@ -53,9 +49,9 @@ def main() -> int:
     qoe = QoE()
     print(f"campaign {camp.campaign_id} on {camp.target} ({camp.runtime}), threads {args.threads}, background load "
           f"{args.background_load}: {len(opts)} candidates of {len(archs)} architectures; {args.splits} splits, half "
-          f"the architectures hidden (predicted) in each; QoE weights {qoe.as_dict()}; energy {camp.energy_source}; "
-          f"designs ranked at {select_mod.PESSIMISM:g} accuracy error(s) below their prediction")
-    modes = {"designs at their prediction": 0.0, "designs at their accuracy's lower bound (select's)": 1.0}
+          f"the architectures hidden (predicted) in each; QoE weights {qoe.as_dict()}; energy {camp.energy_source}")
+    modes = {"designs at their prediction": 0.0,
+             "designs at their accuracy's lower bound (select's)": select_mod.PESSIMISM}
     rng = np.random.default_rng(args.seed)
     res = {(m, b): [] for m in [*modes, "built only (what select recommends to run)"] for b in budgets}
     prop = []     # per split x budget: the proposal's true QoE minus the recommendation's, when it was predicted to win
@@ -67,10 +63,8 @@ def main() -> int:
         models = knob_models(seen)
         errs.append((models["sigma_log"], models["acc_mae"]))
         want = {o.candidate_id for o in opts if arch(o) in hidden}
-        preds = {}
-        for m, k in modes.items():
-            select_mod.PESSIMISM = k
-            preds[m] = [o for o in designs(seen, models, args.threads) if o.candidate_id in want]
+        preds = {m: [o for o in designs(seen, models, args.threads, k) if o.candidate_id in want]
+                 for m, k in modes.items()}
         for b in budgets:
             truth = ranked(opts, b, qoe, None, None)
             if not truth[0]["meets"]:

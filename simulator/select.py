@@ -222,7 +222,8 @@ def knob_models(opts: list[Option]) -> dict:
     if len(set(archs)) < 3:
         raise BadInput("--design: the campaign needs digits-compressed candidates of 3 architectures or more "
                        "(knobs width, blocks_removed, resolution, quantization) to fit the knob models")
-    arch = np.array([sorted(set(archs)).index(a) for a in archs])
+    index = {a: i for i, a in enumerate(sorted(set(archs)))}
+    arch = np.array([index[a] for a in archs])
     ylat = np.log([np.median(o.samples) for o in have])
     yacc = np.array([o.accuracy for o in have])
     out = {"n": len(have), "architectures": len(set(archs))}
@@ -237,8 +238,9 @@ def knob_models(opts: list[Option]) -> dict:
     return out
 
 
-def designs(opts: list[Option], models: dict, threads: int) -> list[Option]:
-    """Every digits-compressed configuration not among the options, predicted."""
+def designs(opts: list[Option], models: dict, threads: int, pessimism: float = PESSIMISM) -> list[Option]:
+    """Every digits-compressed configuration not among the options, predicted; its accuracy ranked
+    ``pessimism`` mean absolute errors below the prediction."""
     from scipy.stats import norm
 
     from harness.zoo.digits import BLOCKS_REMOVED, QUANTIZATIONS, RESOLUTIONS, WIDTHS
@@ -257,7 +259,7 @@ def designs(opts: list[Option], models: dict, threads: int) -> list[Option]:
                     med = float(np.exp(_predict(models["w_lat"], np.array([FORMS[models["form_lat"]](k)]))[0]))
                     central = float(np.clip(_predict(models["w_acc"], np.array([FORMS[models["form_acc"]](k)]))[0],
                                             0.0, 1.0))
-                    acc = max(0.0, central - PESSIMISM * models["acc_mae"])
+                    acc = max(0.0, central - pessimism * models["acc_mae"])
                     out.append(Option(cid, threads, k, acc, med * np.exp(spread * z),
                                       None if models["mj_per_ms"] is None else models["mj_per_ms"] * med, "predicted",
                                       sigma_log=models["sigma_log"], accuracy_err=models["acc_mae"],
@@ -463,8 +465,9 @@ def _main(args) -> int:
         raise BadInput(unreachable(all_rows, args.deadline_ms, args.energy_mj, args.min_accuracy))
     if args.design:
         th = all_rows[0]["threads"]
-        models = knob_models([o for o in opts if o.threads == th])
-        new = designs([o for o in opts if o.threads == th], models, th)
+        at_th = [o for o in opts if o.threads == th]
+        models = knob_models(at_th)
+        new = designs(at_th, models, th)
         info["design"] = {k: v for k, v in models.items() if not k.startswith("w_")}
         opts = opts + new
         all_rows = ranked(opts, args.deadline_ms, qoe, args.energy_mj, args.min_accuracy)
