@@ -93,6 +93,11 @@ def _expect(cond: bool, where: str, what: str, got) -> None:
         raise BadInput(f"{where}: expected {what}, got {got!r}")
 
 
+# radio: mW per Mbit/s sent and received (= mJ per Mbit) and the radio's active power while a
+# request is away; the linear model of Huang et al., MobiSys'12.
+RADIO_KEYS = ("up_mj_per_mbit", "down_mj_per_mbit", "active_mw")
+
+
 def load_profile(name: str, profiles_dir: Path = PROFILES_DIR) -> Profile:
     path = profiles_dir / f"{name}.yaml"
     if not path.is_file():
@@ -131,6 +136,19 @@ def load_profile(name: str, profiles_dir: Path = PROFILES_DIR) -> Profile:
     bwh = doc.get("battery_wh")
     _expect(bwh is None or (isinstance(bwh, (int, float)) and not isinstance(bwh, bool) and bwh > 0),
             f"{path}: battery_wh", "a battery capacity in Wh > 0 (absent: no battery)", bwh)
+    radio = doc.get("radio")   # a per-byte radio energy model (simulator.offload), an estimate
+    _expect(radio is None or isinstance(radio, dict), f"{path}: radio", "a mapping", radio)
+    for k in RADIO_KEYS if radio is not None else ():
+        v = radio.get(k)
+        _expect(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, f"{path}: radio.{k}",
+                "a number >= 0", v)
+    server = doc.get("server")  # this device as an edge server (simulator.offload)
+    _expect(server is None or isinstance(server, dict), f"{path}: server", "a mapping", server)
+    if server is not None:
+        for k, lo in (("speedup", 0.0), ("rtt_ms", 0.0)):
+            v = server.get(k)
+            _expect(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= lo and (k != "speedup" or v > 0),
+                    f"{path}: server.{k}", "a number > 0" if k == "speedup" else "a number >= 0", v)
     return Profile(name, path, hashlib.sha256(path.read_bytes()).hexdigest(), str(doc.get("description", "")),
                    doc["os"], tuple(clusters), pm, doc)
 

@@ -19,7 +19,8 @@ from simulator.world import Campaign
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_US = {"greedy-hysteresis": 50, "alert": 50, "linucb": 50, "greedy": 50, "static-belief": 50,
-             "battery-aware": 50, "adaspring": 1000, "mpc": 1000, "oracle": 50, "static-oracle": 50}
+             "battery-aware": 50, "adaspring": 1000, "mpc": 1000, "oracle": 50, "static-oracle": 50,
+             "offload-threshold": 50, "offload-mpc": 100}
 
 
 def synthetic_campaign(tmp_path: Path, battery_wh=None) -> Campaign:

@@ -1,4 +1,4 @@
-"""python -m harness.zoo build|import|inspect ..."""
+"""python -m harness.zoo build|import|inspect|splits|split ..."""
 
 from __future__ import annotations
 
@@ -56,9 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     n = sub.add_parser("inspect", help="what a .tflite computes in and how much of it XNNPACK runs, from the graph "
                        "alone (no runtime needed)")
     n.add_argument("models", nargs="+", type=Path, help=".tflite files")
+    sp = sub.add_parser("splits", help="a model's split points (one tensor crosses there) with the bytes sent, from the "
+                        "graph alone")
+    sp.add_argument("model", type=Path, help="a .tflite file")
+    sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    st = sub.add_parser("split", help="build a model's front and back parts at a split point as .tflite files, checked "
+                        "against the whole, with a manifest to measure all three with harness.collect (extra: zoo)")
+    st.add_argument("model", type=Path, help="a .tflite file")
+    st.add_argument("--after", type=int, required=True, metavar="K",
+                    help="the front runs operators 0..K (a split point's after_op, from the splits command)")
+    st.add_argument("--out", type=Path, required=True, help="folder for whole, front and back .tflite and manifest.json")
     args = ap.parse_args(argv)
     if args.cmd == "inspect":
         return inspect(args.models)
+    if args.cmd in ("splits", "split"):
+        from harness.cli import run
+        return run(lambda: _splits(args))
     try:
         if args.cmd == "build":
             if args.like and args.family != "kernels":
@@ -166,6 +179,34 @@ def like_models(paths: list[Path]) -> list[Path]:
         else:
             raise HarnessError(f"{p}: no such file or directory")
     return out
+
+
+def _splits(args) -> int:
+    from harness.zoo import split
+    if args.cmd == "splits":
+        sp = split.split_points(args.model)
+        print(split.as_json(sp) if args.json else split.table(sp))
+        return 0
+    if args.out.resolve() == args.model.resolve().parent:
+        raise HarnessError(f"--out {args.out}: give a folder of its own (the model's folder would be re-imported)")
+    split.point(args.model, args.after)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tensorflow_output(args.out / "build.log", False):
+        front, back = split.build_parts(args.model, args.after, args.out)
+    err = split.check_parts(args.model, front, back)
+    import shutil
+    shutil.copyfile(args.model, args.out / args.model.name)
+    from harness.zoo.importer import import_dir
+    from harness.zoo.manifest import write_manifest
+    m, _ = import_dir(args.out, None, f"split-{args.model.stem}", force=True)
+    for c in m["candidates"]:
+        part = "front" if c["file"] == front.name else "back" if c["file"] == back.name else "whole"
+        c["knobs"] = {"part": part, "after_op": args.after}
+    m["split"] = {"model": str(args.model), "after_op": args.after, "max_abs_diff": err}
+    write_manifest(args.out, m)
+    print(f"{front.name} + {back.name}: back(front(x)) vs the whole model, max |diff| {err:.3g}; "
+          f"measure all three: python -m harness.collect --zoo {args.out}")
+    return 0
 
 
 CLASS_NAMES = {"float32": "float32", "int8": "int8", "hybrid": "dynamic-range int8 (int8 weights, float activations)"}

@@ -39,6 +39,7 @@ class Env:
     has_battery: bool
     knobs: list[dict] = field(default_factory=list)    # per choice: the zoo's knobs and threads
     capacity_mj: float | None = None                   # the battery's capacity (the device knows it)
+    offload: object | None = None    # simulator.offload.OffloadInfo: the choices are (model, place) actions
 
     @property
     def n_choices(self) -> int:
@@ -83,10 +84,12 @@ def _registry() -> dict[str, type]:
     from simulator.policies.battery import BatteryAware
     from simulator.policies.hysteresis import GreedyHysteresis
     from simulator.policies.mpc import MPC
+    from simulator.policies.offload import OffloadMPC, OffloadThreshold
     from simulator.policies.reference import Greedy, StaticBelief
     return {"oracle": Oracle, "static-oracle": StaticOracle, "static-belief": StaticBelief, "greedy": Greedy,
             "greedy-hysteresis": GreedyHysteresis, "alert": Alert, "mpc": MPC, "adaspring": AdaSpring,
-            "linucb": LinUCB, "battery-aware": BatteryAware}
+            "linucb": LinUCB, "battery-aware": BatteryAware, "offload-threshold": OffloadThreshold,
+            "offload-mpc": OffloadMPC}
 
 
 REGISTRY: dict[str, type] = _registry()
