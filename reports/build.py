@@ -309,6 +309,46 @@ def replay_section(run_dir: Path) -> dict:
 
 
 
+def offload_section(run_dir: Path) -> dict:
+    """Per bandwidth trace, where each request ran and its latency against the deadline, for the
+    oracle, the offload policies and the best on-device one (python -m simulator.offload's files)."""
+    import csv
+    import json
+    d = _output_dir(run_dir, "offload", "offload.json")
+    if d is None:
+        raise _Missing("no offloading replay in this run folder: python -m simulator.offload writes one into offload/")
+    with (d / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    info = json.loads((d / "offload.json").read_text())
+    import pyarrow.parquet as papq
+    tab = papq.read_table(d / "steps.parquet", columns=["policy", "trace", "t_s", "place", "latency_ms", "bandwidth_mbps"])
+    steps = {c: np.asarray(tab.column(c).to_pylist() if c in ("policy", "trace", "place")
+                           else tab.column(c).to_numpy(zero_copy_only=False)) for c in tab.column_names}
+    figs = []
+    for trace in dict.fromkeys(r["trace"] for r in rows):
+        mine = [r for r in rows if r["trace"] == trace]
+        device = [r for r in mine if r["policy"] not in HINDSIGHT and float(r["device_frac"] or 0) == 1.0
+                  and not r["policy"].startswith("offload")]
+        show = [p for p in ("oracle", "offload-mpc", "offload-threshold") if any(r["policy"] == p for r in mine)]
+        if device:
+            show.append(max(device, key=lambda r: float(r["qoe_mean"]))["policy"])
+        runs, first = {}, None
+        for p in show:
+            m = (steps["trace"] == trace) & (steps["policy"] == p)
+            first = m if first is None else first
+            runs[p] = {"t_s": steps["t_s"][m], "place": steps["place"][m], "latency_ms": steps["latency_ms"][m]}
+        if runs:
+            figs.append({"src": svg(figures.offload_timeline(trace, steps["t_s"][first], steps["bandwidth_mbps"][first], runs,
+                                                             float(mine[0]["deadline_ms"]),
+                                                             f"{figures.short(trace)}: where requests ran")),
+                         "alt": f"offloading timeline {trace}"})
+    cols = ["trace", "policy", "qoe_mean", "qoe_vs_oracle", "accuracy_mean", "miss_rate", "latency_ms_p50",
+            "latency_ms_p95", "energy_j", "kb_sent_per_request", "device_frac", "split_frac", "server_frac", "fallbacks",
+            "switches", "decision_us_median"]
+    return {"figures": figs, "table": [{c: r.get(c, "") for c in cols} for r in rows], "columns": cols, "info": info,
+            "folder": str(d)}
+
+
 def live_section(run_dir: Path) -> dict:
     """The simulator against a live run of the same policy (python -m simulator.live): the error
     table, the cells that disagree most, and the runs overlaid."""
@@ -435,6 +475,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, command: st
         _section("Predictors", lambda: predictors_section(run_dir), "predictors"),
         _section("Replay", lambda: replay_section(run_dir), "replay"),
         _section("Simulator vs live", lambda: live_section(run_dir), "live"),
+        _section("Offloading", lambda: offload_section(run_dir), "offload"),
     ]
     return _render(run_dir, sections, data["problems"], data["campaign"] or {}, out, command)
 

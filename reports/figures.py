@@ -269,3 +269,38 @@ def predicted_vs_measured(measured, predicted, title: str) -> Figure:
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title(title, fontsize=9)
     return fig
+
+
+PLACE_Y = {"device": 0, "split": 1, "server": 2}
+
+
+def offload_timeline(trace: str, t_s, bandwidth, runs: dict[str, dict], deadline_ms: float, title: str) -> Figure:
+    """One bandwidth trace's offloading replay: the bandwidth on top, then per policy in ``runs``
+    ({name: {t_s, place, latency_ms}}) where each request ran (device, split, server), and the
+    latency of every request against the deadline. Shared time axis."""
+    n = len(runs)
+    h = 1.4 + 0.7 * n + 1.6 + 0.8
+    fig = Figure(figsize=(8.0, h), dpi=100)
+    fig.subplots_adjust(left=0.2, right=0.98, bottom=0.5 / h, top=1 - 0.45 / h, hspace=0.15)
+    axes = fig.subplots(n + 2, 1, sharex=True, gridspec_kw={"height_ratios": [1.4] + [0.7] * n + [1.6]})
+    axes[0].step(t_s, bandwidth, where="post", color="#555", lw=1.0)
+    axes[0].set_ylabel("bandwidth\n(Mbit/s)", fontsize=8)
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]
+    for ax, ((name, r), col) in zip(axes[1:-1], zip(runs.items(), colors)):
+        y = np.array([PLACE_Y.get(p, np.nan) for p in r["place"]], float)
+        ax.plot(r["t_s"], y, "|", ms=6, color=col, rasterized=True)
+        ax.set_yticks([0, 1, 2], ["device", "split", "server"], fontsize=6)
+        ax.set_ylim(-0.6, 2.6)
+        ax.set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+        lat = np.asarray(r["latency_ms"], float)
+        axes[-1].plot(r["t_s"], lat, ".", ms=2, color=col, alpha=0.6, label=name, rasterized=True)
+    axes[-1].axhline(deadline_ms, color=FLAG, lw=1, ls="--", label=f"deadline {deadline_ms:.3g} ms")
+    axes[-1].set_yscale("log")
+    _log(axes[-1].yaxis)
+    axes[-1].set_ylabel("latency (ms)", fontsize=8)
+    axes[-1].legend(fontsize=6, loc="upper left", ncol=min(n + 1, 4), markerscale=4)
+    axes[-1].set_xlabel(f"time in trace {short(trace)} (s)")
+    for ax in axes:
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    return fig

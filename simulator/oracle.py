@@ -9,7 +9,8 @@ period's QoE with and without a switch into c, the worker starting free; then
 
 This is exact when no choice leaves work queued past the next period's first arrival. Where one
 does, the program's value is a relaxation (a queue only delays), still an upper bound, printed as
-``oracle_bound``; the plan is then replayed for real and ``oracle_exact`` is False. Where the
+``oracle_bound``; the plan is then replayed for real, against the best single choice (which the
+relaxation can miss), the better kept, and ``oracle_exact`` is False. Where the
 battery can run out, the plan maximizes QoE - lambda x energy, lambda searched so that the
 battery lasts (the best realized plan is kept; ``oracle_exact`` False).
 """
@@ -90,6 +91,11 @@ def solve(real: Realization, qoe, deadline_ms: float, acc: np.ndarray) -> dict:
     carry = bool(((end0 > nxt[:, None]) | (end1 > nxt[:, None])).any())
     plan, bound = dp(q0, q1)
     exact = not carry
+    if carry:   # queues carry over: the program is a relaxation; keep the best constant plan if it scores better
+        const = np.full(len(plan), int(np.argmax(static_values(real, qoe, deadline_ms, acc))))
+        if (replay_plan(real, const, qoe, deadline_ms, acc)["qoe"].sum()
+                > replay_plan(real, plan, qoe, deadline_ms, acc)["qoe"].sum()):
+            plan = const
     if real.capacity_mj:
         # the most the battery can lose to any plan: the costliest choice for every request
         worst = real.energy_mj.max(axis=1).sum() + real.switch_mj.max() * real.n_periods

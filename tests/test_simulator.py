@@ -173,7 +173,8 @@ def test_import_each_format_and_replay(campaign, tmp_path, capsys):
     made = sorted(out.glob("*.csv"))
     assert [p.name for p in made] == sorted(["0826c571f98a4a818945860bc9091705-2020-08-09_15-09-06.csv",
                                              "trace_797172_http---www.yahoo.com.csv", "tegrastats-jetson-orin-nano-jp6.csv",
-                                             "tegrastats-jetson-nano.csv", "local-load1-step.csv"])
+                                             "tegrastats-jetson-nano.csv", "local-load1-step.csv",
+                                             "metro.kalbakken-jernbanetorget-report.2010-09-14_1415CEST.csv"])
     phone = tr.read_trace(out / made[0].name)
     assert phone.columns["battery_pct"][0] == 83 and phone.units["cpu_load_pct"].startswith("%")
     m = json.loads((out / (made[0].name + ".manifest.json")).read_text())
