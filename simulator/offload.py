@@ -14,12 +14,14 @@ uploads the one tensor there, the server runs the rest). Per request the world i
                    rows) + the server's draw (odd half, unloaded) x (1 - share) / speedup + download
     an answer not back within --timeout-ms falls back: the device runs the rest itself (late, not lost)
 
-The front's share of the time is its share of the MACs (an estimate; ``python -m harness.zoo
-split`` builds both parts to measure them). Radio energy comes from the device profile's ``radio``
+The front's share of the time is its share of the MACs (an estimate), or where the parts were
+built (``python -m harness.zoo split``) and measured (``harness.collect --zoo``), the measured
+share (``--parts RUN_DIR``). Radio energy comes from the device profile's ``radio``
 model (an estimate); compute energy is the campaign's per inference, stretched by the slowdown
 (the device drawing the campaign target's power for longer). The server keeps every model
-loaded; a switch on the device reloads the part it runs. One request is in flight at a time
-(FIFO, as in simulator.replay).
+loaded; the device keeps the chosen model loaded wherever it runs (a fallback needs it), so a
+switch is a change of model (it loads the new one) and a change of place alone is free. One
+request is in flight at a time (FIFO, as in simulator.replay).
 
 On-device policies (every policy of simulator.replay) choose among the device actions only; the
 offload policies and the hindsight oracle among every action, so the oracle bounds them all.
@@ -141,16 +143,50 @@ def model_files(camp: Campaign, zoo: Path) -> dict[str, Path]:
     return out
 
 
-def actions(camp: Campaign, files: dict[str, Path], splits: str = "pareto") -> Actions:
+def measured_shares(run_dir: Path) -> dict[tuple[str, int], float]:
+    """{(model, after_op): the front's share of front + back median latency} from a campaign of
+    ``python -m harness.zoo split`` parts (``harness.collect --zoo SPLIT_DIR``), over its ok jobs."""
+    from simulator.world import _open_store
+    run_dir = Path(run_dir)
+    if not (run_dir / "campaign.sqlite").is_file() and run_dir.is_dir():
+        run_dir = newest_campaign(run_dir)     # a runs folder: its newest campaign
+    store = _open_store(run_dir)
+    try:
+        cid = store.campaign_ids()[0]
+        knobs = {c["candidate_id"]: c.get("knobs") or {} for c in store.candidates(cid)}
+        med: dict[str, list[float]] = {}
+        for r in store.rows(cid):
+            if r["status"] == "ok" and r["latency_ms_median"]:
+                med.setdefault(r["candidate_id"], []).append(float(r["latency_ms_median"]))
+    finally:
+        store.close()
+    parts: dict[tuple[str, int], dict[str, float]] = {}
+    for c, k in knobs.items():
+        if k.get("part") in ("front", "back") and c in med:
+            parts.setdefault((k["of"], int(k["after_op"])), {})[k["part"]] = float(np.median(med[c]))
+    out = {key: v["front"] / (v["front"] + v["back"]) for key, v in parts.items() if len(v) == 2}
+    if not out:
+        raise BadInput(f"--parts {run_dir}: no measured front and back parts (python -m harness.zoo split, then "
+                       f"python -m harness.collect --zoo SPLIT_DIR)")
+    return out
+
+
+def actions(camp: Campaign, files: dict[str, Path], splits: str = "pareto",
+            measured: dict[tuple[str, int], float] | None = None) -> Actions:
+    """The action table; a split point with a measured share (``measured``) uses it, and is
+    offered whatever ``splits`` says; the others use the MAC share (an estimate)."""
     from harness.zoo.split import split_points
+    measured = measured or {}
     choice, place, after, share, up, down, labels, dev = [], [], [], [], [], [], [], []
     cache = {}
     for c, (cid, th) in enumerate(camp.choices):
         sp = cache.get(cid) or cache.setdefault(cid, split_points(files[cid]))
         pts = [] if splits == "none" else list(sp.points) if splits == "all" else _pareto(
             [p for p in sp.points if p.bytes < sp.input_bytes])
+        pts += [p for p in sp.points if (cid, p.after_op) in measured and p not in pts]
         rows = [("device", -1, 1.0, 0, 0), ("server", -1, 0.0, sp.input_bytes, sp.output_bytes)]
-        rows += [("split", p.after_op, p.macs_share, p.bytes, sp.output_bytes) for p in pts]
+        rows += [("split", p.after_op, measured.get((cid, p.after_op), p.macs_share), p.bytes, sp.output_bytes)
+                 for p in sorted(pts, key=lambda p: p.after_op)]
         for pl, k, s, u, d in rows:
             if pl == "device":
                 dev.append(len(choice))
@@ -212,6 +248,7 @@ class Setup:
     timeout_ms: float | None = None      # default: the deadline
     rtt_ms: float | None = None          # default: the server profile's
     splits: str = "pareto"
+    parts: Path | None = None            # a campaign of measured front/back parts (their shares replace MACs')
 
     @property
     def rtt(self) -> float:
@@ -252,11 +289,13 @@ def realize_offload(base: Realization, camp: Campaign, server_table: SampleTable
     radio = remote * (r.up_mj_per_mbit * sent + r.down_mj_per_mbit * np.where(fb, 0.0, down_mbit)
                       + r.active_mw * np.minimum(away, timeout) / 1e3)
     energy = e_full * np.where(fb, 1.0, s) + radio
-    load = setup.slowdown * np.where(acts.place == "server", 0.0, s)   # the part the device loads
     out = OffloadRealization(**{f: getattr(base, f) for f in base.__dataclass_fields__})
     out.latency_ms, out.energy_mj = lat, energy
-    out.switch_ms = base.switch_ms[c] * load
-    out.switch_mj = out.switch_ms * setup.power_w if setup.power_w is not None else base.switch_mj[c] * load
+    # the device keeps the chosen model loaded wherever it runs (a fallback needs it): a switch is
+    # a change of model, which loads the new one; a change of place alone is free
+    out.group = c
+    out.switch_ms = base.switch_ms[c] * setup.slowdown
+    out.switch_mj = out.switch_ms * setup.power_w if setup.power_w is not None else base.switch_mj[c] * setup.slowdown
     out.bandwidth_mbps = link.at(base.arrivals_s)
     out.bytes_up = sent / 8e-6
     out.fallback = fb
@@ -282,9 +321,8 @@ def offload_env(dev_env: pol.Env, acts: Actions, setup: Setup, server_ms: np.nda
                 camp: Campaign) -> pol.Env:
     bel = dev_env.belief     # already the stated device's (device_belief)
     power = bel.energy[:, 0] / np.maximum(bel.mean[:, 0], 1e-9)    # W: mJ per ms
-    share = np.where(acts.place == "server", 0.0, acts.share)       # of the device part's load
     info = OffloadInfo(acts, dev_env, setup.slowdown, setup.rtt, timeout_ms, setup.radio, server_ms,
-                       bel.switch_ms[acts.choice] * share, (power * bel.switch_ms)[acts.choice] * share)
+                       bel.switch_ms[acts.choice], (power * bel.switch_ms)[acts.choice])
     knobs = [{**(dev_env.knobs[c] if dev_env.knobs else {}), "place": p, "after_op": int(k)}
              for c, p, k in zip(acts.choice, acts.place, acts.after_op)]
     return replace(dev_env, labels=acts.labels, candidate_ids=[dev_env.candidate_ids[c] for c in acts.choice],
@@ -333,7 +371,8 @@ def replay_offload(camp: Campaign, traces: list[Trace], names: list[str], sc: Sc
                    ) -> tuple[list[dict], dict, dict]:
     """Every policy on every bandwidth trace (``files``: each candidate's .tflite, for its split
     points). Returns (summary rows, {"steps": per (policy, trace), "actions"}, provenance)."""
-    acts = actions(camp, files, setup.splits)
+    measured = measured_shares(setup.parts) if setup.parts else {}
+    acts = actions(camp, files, setup.splits, measured)
     world = SampleTable([[split_half(s, "odd") for s in cell] for cell in camp.samples])
     server_world = SampleTable([[split_half(cell[0], "odd")] for cell in camp.samples])
     belief = device_belief(beliefs.from_samples(camp, "even"), setup)
@@ -372,7 +411,9 @@ def replay_offload(camp: Campaign, traces: list[Trace], names: list[str], sc: Sc
             "device_slowdown": setup.slowdown, "device_power_w": setup.power_w, "device_profile": setup.device_profile,
             "radio": {**setup.radio.__dict__, "estimate": True},
             "server": {**setup.server.__dict__}, "rtt_ms": setup.rtt, "splits": setup.splits,
-            "split_share": "the front's share of the model's MACs (an estimate)",
+            "split_share": ("the front's share of the model's MACs (an estimate)" + (
+                f"; measured in {setup.parts} for {', '.join(f'{m} after op {k}: {v:.3f}' for (m, k), v in measured.items())}"
+                if measured else "")),
             "models": {c: str(p) for c, p in files.items()},
             "actions": len(acts.labels), "choices": camp.labels,
             "accuracy": {c: float(a) for (c, _), a in zip(camp.choices, camp.accuracy)},
@@ -491,6 +532,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--splits", choices=("pareto", "all", "none"), default="pareto",
                     help="split points offered: those no other beats on both device share and bytes (default), all, "
                          "or none (device or whole offload only)")
+    ap.add_argument("--parts", type=Path, metavar="RUN_DIR",
+                    help="a campaign (or a runs folder: its newest) that measured split parts (python -m harness.zoo "
+                         "split, then harness.collect --zoo SPLIT_DIR): their measured front share replaces the MACs'")
     ap.add_argument("--deadline-ms", type=number("--deadline-ms", 0, strict=True),
                     help="each request's deadline (default: the median of the choices' unloaded medians x slowdown)")
     ap.add_argument("--rate-hz", type=number("--rate-hz", 0, strict=True), default=10.0, help="requests per second (default: 10)")
@@ -533,7 +577,7 @@ def _main(args) -> int:
     sc = Scenario(deadline_ms=deadline, rate_hz=args.rate_hz, decide_every_s=args.decide_every, seed=args.seed,
                   qoe=load_qoe(args.qoe))
     setup = Setup(server, radio, args.device_profile or camp.profile, args.device_slowdown, args.device_power_w,
-                  args.timeout_ms, args.rtt_ms, args.splits)
+                  args.timeout_ms, args.rtt_ms, args.splits, args.parts)
     zoo = args.zoo or BUNDLED
     log(f"offload: campaign {camp.campaign_id} on {camp.target} x{setup.slowdown:g} as the device, server "
         f"{server.name} (/{server.speedup:g}), RTT {setup.rtt:g} ms, {len(traces)} trace(s), deadline {deadline:.4g} ms, "

@@ -45,8 +45,12 @@ def period_tables(real: Realization, P: np.ndarray, qoe, deadline_ms: float, acc
     return q, en.sum(axis=1), end
 
 
-def dp(q0: np.ndarray, q1: np.ndarray) -> tuple[np.ndarray, float]:
-    """The best plan [K] and its value, from stay/switch values [K, C]; the first choice is free."""
+def dp(q0: np.ndarray, q1: np.ndarray, group: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """The best plan [K] and its value, from stay/switch values [K, C]; the first choice is free.
+    ``group`` [C]: choices of one group (one model in several places) move among themselves
+    without a switch (default: every choice its own group)."""
+    if group is not None and len(np.unique(group)) < len(group):
+        return _dp_groups(q0, q1, np.asarray(group))
     K, C = q0.shape
     V = q0[0].copy()
     ptr = np.empty((K, C), np.int32)
@@ -64,11 +68,52 @@ def dp(q0: np.ndarray, q1: np.ndarray) -> tuple[np.ndarray, float]:
         better = stay >= move
         V = np.where(better, stay, move)
         ptr[k] = np.where(better, idx, src)
+    return _back(V, ptr)
+
+
+def _back(V: np.ndarray, ptr: np.ndarray) -> tuple[np.ndarray, float]:
+    K = len(ptr)
     plan = np.empty(K, np.int64)
     plan[-1] = int(np.argmax(V))
     for k in range(K - 1, 0, -1):
         plan[k - 1] = ptr[k, plan[k]]
     return plan, float(V.max())
+
+
+def _dp_groups(q0: np.ndarray, q1: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, float]:
+    """:func:`dp` where a move within a group is free: from the best of its own group without a
+    switch, or from the best of any other group with one."""
+    K, C = q0.shape
+    _, g = np.unique(group, return_inverse=True)
+    G = int(g.max()) + 1
+    order = np.argsort(g, kind="stable")
+    starts = np.searchsorted(g[order], np.arange(G))
+    V = q0[0].copy()
+    ptr = np.empty((K, C), np.int32)
+    ptr[0] = np.arange(C)
+    for k in range(1, K):
+        Vo = V[order]
+        gbest = np.maximum.reduceat(Vo, starts)                      # [G] best value in each group
+        garg = order[starts + _argmax_reduceat(Vo, starts, gbest, g[order])]
+        if G > 1:
+            o = np.argpartition(-gbest, 1)[:2]
+            b1, b2 = (o[0], o[1]) if gbest[o[0]] >= gbest[o[1]] else (o[1], o[0])
+            src_g = np.where(g == b1, b2, b1)
+        else:
+            src_g = g
+        stay = gbest[g] + q0[k]
+        move = gbest[src_g] + q1[k] if G > 1 else np.full(C, -np.inf)
+        better = stay >= move
+        V = np.where(better, stay, move)
+        ptr[k] = np.where(better, garg[g], garg[src_g])
+    return _back(V, ptr)
+
+
+def _argmax_reduceat(Vo: np.ndarray, starts: np.ndarray, gbest: np.ndarray, gsorted: np.ndarray) -> np.ndarray:
+    """Offset within each group (of the sorted values) of its maximum: the first one."""
+    hit = Vo == gbest[gsorted]
+    pos = np.where(hit, np.arange(len(Vo)), len(Vo))
+    return np.minimum.reduceat(pos, starts) - starts
 
 
 def replay_plan(real: Realization, plan: np.ndarray, qoe, deadline_ms: float, acc: np.ndarray) -> dict:
@@ -77,7 +122,8 @@ def replay_plan(real: Realization, plan: np.ndarray, qoe, deadline_ms: float, ac
     if real.n:
         first[np.concatenate([[0], np.nonzero(np.diff(real.period))[0] + 1])] = True
         prev = np.concatenate([[plan[0]], plan[:-1]])
-        first &= plan[real.period] != prev[real.period]
+        g = real.group if real.group is not None else np.arange(real.latency_ms.shape[1])
+        first &= g[plan[real.period]] != g[prev[real.period]]
     return serve(real, 0, real.n, ch, first, qoe, deadline_ms, acc, ServeState())
 
 
@@ -89,7 +135,7 @@ def solve(real: Realization, qoe, deadline_ms: float, acc: np.ndarray) -> dict:
     first = np.where(P[:, 0] >= 0, real.arrivals_s[np.maximum(P[:, 0], 0)] * 1e3, np.inf)
     nxt = np.append(np.minimum.accumulate(first[::-1])[::-1][1:], np.inf)
     carry = bool(((end0 > nxt[:, None]) | (end1 > nxt[:, None])).any())
-    plan, bound = dp(q0, q1)
+    plan, bound = dp(q0, q1, real.group)
     exact = not carry
     if carry:   # queues carry over: the program is a relaxation; keep the best constant plan if it scores better
         const = np.full(len(plan), int(np.argmax(static_values(real, qoe, deadline_ms, acc))))
@@ -113,7 +159,7 @@ def _battery_plan(real, q0, q1, e0, e1, qoe, deadline_ms, acc, plan0) -> np.ndar
     lo, hi = 0.0, max(1.0, float(np.abs(q0).max() / max(float(np.min(e0[e0 > 0], initial=1e-3)), 1e-9)))
     for _ in range(14):
         lam = (lo + hi) / 2
-        plan, _ = dp(q0 - lam * e0, q1 - lam * e1)
+        plan, _ = dp(q0 - lam * e0, q1 - lam * e1, real.group)
         out = replay_plan(real, plan, qoe, deadline_ms, acc)
         v = float(out["qoe"].sum())
         if v > best_v:

@@ -134,7 +134,8 @@ def run_policy(real: Realization, env: pol.Env, policy, score: QoE | None = None
         if observes:
             i0, i1 = starts[k], starts[k + 1]
             sw = np.zeros(i1 - i0, bool)
-            sw[:1] = cur >= 0 and c != cur   # the first request after a switch pays its load
+            # the first request after a switch pays its load (a move within one model's group is none)
+            sw[:1] = cur >= 0 and (c != cur if real.group is None else real.group[c] != real.group[cur])
             part = serve(real, i0, i1, np.full(i1 - i0, c, np.int64), sw, score, env.deadline_ms, env.accuracy, state)
             for key, arr in full.items():
                 arr[i0:i1] = part[key]

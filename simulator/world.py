@@ -242,6 +242,7 @@ class Realization:
     capacity_mj: float | None
     not_played: list[str] = field(default_factory=list)
     busy_rows: np.ndarray | None = None    # busy CPUs per trace row (what a policy sees of the load)
+    group: np.ndarray | None = None        # [C] columns that move among themselves without a switch (one model)
 
     @property
     def n(self) -> int:

@@ -8,7 +8,7 @@ import pytest
 
 COMMANDS = ["harness.collect", "harness.record", "harness.zoo.__main__", "harness.telemetry.__main__",
             "predictors.train", "predictors.evaluate", "predictors.transfer", "simulator.replay", "simulator.traces",
-            "simulator.live", "simulator.sweep", "simulator.select", "reports.build"]
+            "simulator.live", "simulator.sweep", "simulator.select", "simulator.offload", "reports.build"]
 
 
 class _Captured(Exception):

@@ -153,3 +153,35 @@ def test_on_device_policies_only_run_on_the_device(tmp_path, setup, files, outag
                                       files)
     for r in rows:
         assert r["device_frac"] == 1.0 and r["kb_sent_per_request"] == 0.0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="building parts needs TensorFlow (extra zoo)")
+def test_measured_parts_replace_the_mac_share(tmp_path, files):
+    """Parts built and measured here for real; their share is what the split action uses."""
+    import subprocess
+    import sys
+
+    from harness.zoo.__main__ import main as zoo_main
+    d = tmp_path / "parts"
+    assert zoo_main(["split", str(MODEL), "--after", "13", "--out", str(d)]) == 0
+    assert zoo_main(["split", str(MODEL), "--after", "6", "--out", str(d)]) == 0    # a second split, same folder
+    subprocess.run([sys.executable, "-m", "harness.collect", "--zoo", str(d), "--threads", "1", "--background-load", "0",
+                    "--runs", "30", "--out", str(tmp_path / "runs"), "-q"], check=True, stdout=subprocess.DEVNULL)
+    shares = off.measured_shares(next((tmp_path / "runs").glob("*/")))
+    assert set(shares) == {("dc-w050-d0-r32-float32", 13), ("dc-w050-d0-r32-float32", 6)}
+    assert 0 < shares[("dc-w050-d0-r32-float32", 6)] < shares[("dc-w050-d0-r32-float32", 13)] < 1
+    acts = off.actions(synthetic_campaign(tmp_path), files, "none", shares)
+    split = acts.place == "split"
+    assert sorted(acts.after_op[split].tolist()) == [6, 13]          # offered though --splits none
+    assert sorted(acts.share[split].tolist()) == sorted(shares.values())
+    with pytest.raises(BadInput, match="no measured front and back parts"):
+        off.measured_shares(_campaign_without_parts(tmp_path))
+
+
+def _campaign_without_parts(tmp_path):
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, "-m", "harness.collect", "--candidates", "dc-w025-d2-r32-int8", "--threads", "1",
+                    "--background-load", "0", "--runs", "5", "--out", str(tmp_path / "plain"), "-q"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return next((tmp_path / "plain").glob("*/"))

@@ -55,7 +55,8 @@ def test_readme_commands_run(tmp_path):
         if c.startswith(("pip install", "python -m pytest")) or "-i inventory.yaml" in c:
             skipped.append(c)
             continue
-        if ("harness.zoo build" in c or "--verify" in c) and not have_tf:
+        if ("harness.zoo build" in c or "--verify" in c or "harness.zoo split " in c or "zoo/parts" in c
+                or "runs/parts" in c) and not have_tf:
             skipped.append(c + "  (needs the zoo extra)")
             continue
         run = c

@@ -46,11 +46,11 @@ def rows(out: Path) -> pd.DataFrame:
 def test_example_serial_and_local_identical(runs, monkeypatch, capsys):
     monkeypatch.chdir(runs)
     assert sw.main([str(EXAMPLE), "--dry-run"]) == 0
-    assert "60 cells x 6 policies" in capsys.readouterr().out
+    assert "72 cells x 6 policies" in capsys.readouterr().out
     assert sw.main([str(EXAMPLE), "--scheduler", "serial", "--out", "a", "-q"]) == 0
     assert sw.main([str(EXAMPLE), "--scheduler", "local", "--workers", "2", "--out", "b", "-q"]) == 0
     a, b = rows(runs / "a"), rows(runs / "b")
-    assert len(a) == 60 * 6 and a.equals(b) and a["error"].isna().all()
+    assert len(a) == 72 * 6 and a.equals(b) and a["error"].isna().all()
     assert (runs / "a" / "_sweep.yaml").read_text() == EXAMPLE.read_text() and (runs / "a" / "_versions.json").exists()
     # the report of a sweep: a heatmap per metric and where each policy wins and loses
     import base64
@@ -75,7 +75,7 @@ def test_two_campaigns_all_policies_local_equals_serial(runs, tmp_path):
     assert sw.main([str(f), "--scheduler", "serial", "--out", str(tmp_path / "s"), "-q"]) == 0
     assert sw.main([str(f), "--scheduler", "local", "--workers", "2", "--out", str(tmp_path / "l"), "-q"]) == 0
     s, lo = rows(tmp_path / "s"), rows(tmp_path / "l")
-    assert s["cell"].nunique() == 2 * 5 * 3 * 3 and s.equals(lo)
+    assert s["cell"].nunique() == 2 * 6 * 3 * 3 and s.equals(lo)
 
 
 def _free_port() -> int:
@@ -129,7 +129,7 @@ def test_worker_killed_then_resume(runs, tmp_path):
     assert rc and rc[0] in (0, 1)
     assert sw.main([str(f), "--out", str(out), "--resume", "--scheduler", "serial", "-q"]) == 0
     k = rows(out)
-    assert k.groupby(["cell", "policy"]).size().max() == 1 and k["cell"].nunique() == 90
+    assert k.groupby(["cell", "policy"]).size().max() == 1 and k["cell"].nunique() == 108
     assert sw.main([str(f), "--scheduler", "serial", "--out", str(tmp_path / "s"), "-q"]) == 0
     assert k.equals(rows(tmp_path / "s"))
 
@@ -144,8 +144,8 @@ def test_resume_runs_only_missing_cells(runs, tmp_path, capsys):
     assert sw.main([str(f), "--scheduler", "serial", "--out", str(out)]) == 2      # not without --resume
     assert "--resume" in capsys.readouterr().err
     assert sw.main([str(f), "--scheduler", "serial", "--out", str(out), "--resume"]) == 0
-    assert "83 done, 7 to run" in capsys.readouterr().err
-    assert len(list(out.glob("part-*.parquet"))) == 90
+    assert "101 done, 7 to run" in capsys.readouterr().err
+    assert len(list(out.glob("part-*.parquet"))) == 108
 
 
 @pytest.mark.parametrize("body, expect", [

@@ -194,15 +194,18 @@ def _splits(args) -> int:
     with tensorflow_output(args.out / "build.log", False):
         front, back = split.build_parts(args.model, args.after, args.out)
     err = split.check_parts(args.model, front, back)
+    import re
     import shutil
-    shutil.copyfile(args.model, args.out / args.model.name)
+
     from harness.zoo.importer import import_dir
     from harness.zoo.manifest import write_manifest
-    m, _ = import_dir(args.out, None, f"split-{args.model.stem}", force=True)
-    for c in m["candidates"]:
-        part = "front" if c["file"] == front.name else "back" if c["file"] == back.name else "whole"
-        c["knobs"] = {"part": part, "after_op": args.after}
-    m["split"] = {"model": str(args.model), "after_op": args.after, "max_abs_diff": err}
+    shutil.copyfile(args.model, args.out / args.model.name)
+    m, _ = import_dir(args.out, None, "split")   # merged with the folder's manifest: earlier splits kept
+    for c in m["candidates"]:   # every part in the folder (several splits can share one), named by its file
+        hit = re.fullmatch(r"(.+)-(front|back)(\d+)", c["id"])
+        c["knobs"] = ({"part": hit[2], "after_op": int(hit[3]), "of": hit[1]} if hit else {"part": "whole", "of": c["id"]})
+    m["splits"] = [x for x in m.get("splits") or [] if x.get("front") != front.name] + [
+        {"model": str(args.model), "after_op": args.after, "front": front.name, "back": back.name, "max_abs_diff": err}]
     write_manifest(args.out, m)
     print(f"{front.name} + {back.name}: back(front(x)) vs the whole model, max |diff| {err:.3g}; "
           f"measure all three: python -m harness.collect --zoo {args.out}")

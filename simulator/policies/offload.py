@@ -54,13 +54,17 @@ def believed(env, busy: float, bw_mbps: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def action_switch_cost(env, busy: float, lat: np.ndarray) -> np.ndarray:
-    """[A] QoE a switch into each action costs by belief (its device part's load)."""
+    """[A] QoE a switch into each action's model costs by belief: its load on the device delays the
+    requests that arrive meanwhile too (on a slow device a load takes seconds), each late
+    when load + latency passes the deadline."""
     o = env.offload
     if o is None:
         return switch_cost(env, busy)
     q = env.qoe
     late = (o.switch_ms + lat) > env.deadline_ms
-    return q.switch + q.energy_per_mj * o.switch_mj + late * (q.miss + q.accuracy * env.accuracy * (1 - q.late_credit))
+    delayed = 1.0 + o.switch_ms * env.rate_hz / 1e3
+    return (q.switch + q.energy_per_mj * o.switch_mj
+            + late * delayed * (q.miss + q.accuracy * env.accuracy * (1 - q.late_credit)))
 
 
 class OffloadThreshold:
@@ -127,5 +131,8 @@ class OffloadMPC:
         value = value * self.env.rate_hz * self.env.decide_every_s
         if obs.current >= 0:
             cost = action_switch_cost(self.env, obs.busy, lat)
-            value = value - cost * (np.arange(len(value)) != obs.current)
+            o = self.env.offload
+            other = (o.actions.choice != o.actions.choice[obs.current]) if o is not None else \
+                (np.arange(len(value)) != obs.current)     # a change of place alone is no switch
+            value = value - cost * other
         return int(np.argmax(value))
