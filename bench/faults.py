@@ -540,6 +540,28 @@ def _(w: Work):
         lambda: "no replay folder written" if not (w.root / "replay-bad").exists() else "a replay folder was begun"
 
 
+@fault("offload", "a trace without a bandwidth_mbps column", 2)
+def _(w: Work):
+    t = w.file("load-only.csv", "t_s,cpu_load_pct\n0,10\n1,20\n")
+    return [PY, "-m", "simulator.offload", "--campaign", w.base, "--zoo", w.zoo, "--trace", t, "--out",
+            w.root / "offload-bad"], \
+        lambda: "no offload folder written" if not (w.root / "offload-bad").exists() else "an offload folder was begun"
+
+
+@fault("offload", "`--server` a device profile without a server section", 2)
+def _(w: Work):
+    return [PY, "-m", "simulator.offload", "--campaign", w.base, "--zoo", w.zoo, "--server", "x86-linux", "--out",
+            w.root / "offload-noserver"], \
+        lambda: "no offload folder written" if not (w.root / "offload-noserver").exists() else "an offload folder was begun"
+
+
+@fault("zoo", "`zoo split` at a cut inside a residual block", 2)
+def _(w: Work):
+    out = w.root / "parts-bad"
+    return [PY, "-m", "harness.zoo", "split", BUNDLED / "dc-w050-d0-r32-float32.tflite", "--after", "9", "--out", out], \
+        lambda: "nothing written" if not out.exists() else f"{out} was created"
+
+
 # besides error lines, what a user reads to learn what happened in a run that went on
 SAID = ("cannot be used", "giving up", "not measured", "job(s) failed", "interrupted", " model: ", "kept the previous",
         "warning:")

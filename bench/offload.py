@@ -1,7 +1,7 @@
 """Offloading under recorded bandwidth: every policy against the oracle, and one split model
 measured front and back.
 
-    python bench/offload.py [--campaign runs/C] [--imported 8] [--seeds 3] [--deadline-ms 80 ...] [--split-runs 3]
+    python bench/offload.py [--campaign runs/C] [--imported 8] [--seeds 3] [--deadline-ms 40 ...] [--split-runs 3]
 
 Part 1. The campaign (default: the newest under runs/, else ``python -m harness.collect`` is
 run: the bundled zoo on this machine) is the device, slowed by a stated factor (``--slowdown``,
@@ -77,7 +77,7 @@ def part1(args, tmp: Path) -> None:
           f"at {args.power_w:g} W as the device; server edge-server-local (speed-up {setup.server.speedup:g}), "
           f"RTT {setup.rtt:g} ms; radio {camp.profile} (estimate); {len(traces)} traces "
           f"({len(off.bandwidth_traces())} shipped); {args.rate_hz:g} req/s; seeds {args.seeds}")
-    for deadline in args.deadline_ms or [40.0, 80.0]:
+    for deadline in args.deadline_ms or [40.0, 60.0, 80.0]:
         per: dict[str, list[dict]] = {n: [] for n in names}
         beaten = 0
         runs = 0

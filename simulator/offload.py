@@ -20,7 +20,8 @@ share (``--parts RUN_DIR``). Radio energy comes from the device profile's ``radi
 model (an estimate); compute energy is the campaign's per inference, stretched by the slowdown
 (the device drawing the campaign target's power for longer). The server keeps every model
 loaded; the device keeps the chosen model loaded wherever it runs (a fallback needs it), so a
-switch is a change of model (it loads the new one) and a change of place alone is free. One
+switch is a change of model (the campaign's load time, and its first inference slowed) and a
+change of place alone is free. One
 request is in flight at a time (FIFO, as in simulator.replay).
 
 On-device policies (every policy of simulator.replay) choose among the device actions only; the
@@ -262,6 +263,13 @@ class OffloadRealization(Realization):
     fallback: np.ndarray | None = None         # [N, A] the answer was not back within the timeout
 
 
+def switch_ms(camp: Campaign, setup: Setup) -> np.ndarray:
+    """[C] a switch on the stated device: the campaign's load time (reading and allocating, not
+    slowed) and its first inference, slowed."""
+    first = camp.first_ms if camp.first_ms is not None else camp.switch_ms
+    return camp.switch_ms - first + first * setup.slowdown
+
+
 def realize_offload(base: Realization, camp: Campaign, server_table: SampleTable, acts: Actions, setup: Setup,
                     deadline_ms: float, seed: int) -> OffloadRealization:
     """Every action's outcome for every request, from the device world's draws ``base`` and the
@@ -294,8 +302,9 @@ def realize_offload(base: Realization, camp: Campaign, server_table: SampleTable
     # the device keeps the chosen model loaded wherever it runs (a fallback needs it): a switch is
     # a change of model, which loads the new one; a change of place alone is free
     out.group = c
-    out.switch_ms = base.switch_ms[c] * setup.slowdown
-    out.switch_mj = out.switch_ms * setup.power_w if setup.power_w is not None else base.switch_mj[c] * setup.slowdown
+    out.switch_ms = switch_ms(camp, setup)[c]
+    out.switch_mj = (out.switch_ms * setup.power_w if setup.power_w is not None
+                     else base.switch_mj[c] * out.switch_ms / np.maximum(base.switch_ms[c], 1e-9))
     out.bandwidth_mbps = link.at(base.arrivals_s)
     out.bytes_up = sent / 8e-6
     out.fallback = fb
@@ -375,7 +384,7 @@ def replay_offload(camp: Campaign, traces: list[Trace], names: list[str], sc: Sc
     acts = actions(camp, files, setup.splits, measured)
     world = SampleTable([[split_half(s, "odd") for s in cell] for cell in camp.samples])
     server_world = SampleTable([[split_half(cell[0], "odd")] for cell in camp.samples])
-    belief = device_belief(beliefs.from_samples(camp, "even"), setup)
+    belief = device_belief(beliefs.from_samples(camp, "even"), setup, switch_ms(camp, setup))
     server_ms = np.array([np.median(split_half(cell[0], "even")) for cell in camp.samples]) / setup.server.speedup
     timeout = setup.timeout_ms if setup.timeout_ms is not None else sc.deadline_ms
     rows, steps_all, notes = [], {}, {}
@@ -423,12 +432,13 @@ def replay_offload(camp: Campaign, traces: list[Trace], names: list[str], sc: Sc
     return rows, {"steps": steps_all, "actions": acts}, prov
 
 
-def device_belief(b, setup: Setup):
-    """Belief about the stated device: the campaign's belief x slowdown (energy at the stated power)."""
+def device_belief(b, setup: Setup, sw: np.ndarray):
+    """Belief about the stated device: the campaign's belief x slowdown (energy at the stated
+    power), switches ``sw`` (:func:`switch_ms`)."""
     k = setup.slowdown
     mean = b.mean * k
     energy = mean * setup.power_w if setup.power_w is not None else b.energy * k
-    return beliefs.Belief(f"{b.kind} x{k:g}", b.labels, b.levels, b.Q * k, mean, energy, b.switch_ms * k, b.accuracy)
+    return beliefs.Belief(f"{b.kind} x{k:g}", b.labels, b.levels, b.Q * k, mean, energy, sw, b.accuracy)
 
 
 def energy_label(camp: Campaign, setup: Setup) -> str:

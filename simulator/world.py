@@ -48,6 +48,7 @@ class Campaign:
     freq_mhz: float | None
     notes: tuple[str, ...] = ()
     knobs: tuple[dict, ...] = ()          # [C] the zoo's compression knobs of each choice, and its threads
+    first_ms: np.ndarray | None = None    # [C] the first inference's part of switch_ms (median over levels)
 
     @property
     def labels(self) -> list[str]:
@@ -102,7 +103,7 @@ def load_campaign(run_dir: str | Path, target: str | None = None) -> Campaign:
     notes = []
     levels = np.array(sorted({int(r["background_load"]) for r in rows}))
     by = {(r["candidate_id"], int(r["threads"]), int(r["background_load"])): r for r in rows}
-    choices, acc, samples, energy, switch, knobs = [], [], [], [], [], []
+    choices, acc, samples, energy, switch, knobs, first = [], [], [], [], [], [], []
     no_acc = sorted({c for c, _, _ in by if cands.get(c, {}).get("accuracy") is None})
     if no_acc:
         notes.append(f"left out (no accuracy in the zoo manifest): {', '.join(no_acc)}")
@@ -121,6 +122,7 @@ def load_campaign(run_dir: str | Path, target: str | None = None) -> Campaign:
                        for b in levels])
         sw = [(by[(c, th, int(b))]["load_ms"] or 0.0) + (by[(c, th, int(b))]["first_inference_ms"] or 0.0) for b in levels]
         switch.append(float(np.median(sw)))
+        first.append(float(np.median([by[(c, th, int(b))]["first_inference_ms"] or 0.0 for b in levels])))
     if incomplete:
         notes.append(f"left out (not measured at every background level {levels.tolist()}): {', '.join(incomplete)}")
     if not choices:
@@ -136,7 +138,8 @@ def load_campaign(run_dir: str | Path, target: str | None = None) -> Campaign:
     return Campaign(run_dir, cid, target, tinfo["profile"], int((tinfo.get("info") or {}).get("cpu_count") or 1),
                     f"{rows[0]['runtime']} {rows[0]['runtime_version']}", tuple(choices), np.asarray(acc),
                     levels, tuple(samples), np.asarray(energy, float), ",".join(sources) or "none",
-                    np.asarray(switch), battery, float(np.median(freqs)) if freqs else None, tuple(notes), tuple(knobs))
+                    np.asarray(switch), battery, float(np.median(freqs)) if freqs else None, tuple(notes), tuple(knobs),
+                    np.asarray(first))
 
 
 class SampleTable:

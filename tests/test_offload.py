@@ -185,3 +185,26 @@ def _campaign_without_parts(tmp_path):
                     "--background-load", "0", "--runs", "5", "--out", str(tmp_path / "plain"), "-q"], check=True,
                    stdout=subprocess.DEVNULL)
     return next((tmp_path / "plain").glob("*/"))
+
+
+def test_oracle_program_with_groups_is_exact_on_small_problems():
+    """One model in several places moves among them free: the program's optimum equals the best of
+    every plan enumerated, and its plan scores that optimum."""
+    import itertools
+
+    from simulator.oracle import dp
+    rng = np.random.default_rng(0)
+    group = np.array([0, 0, 1, 1, 1, 2])
+    for _ in range(20):
+        K, C = 4, len(group)
+        q0 = rng.normal(size=(K, C))
+        q1 = q0 - rng.random((K, C))             # a switch costs something
+
+        def value(plan, q0=q0, q1=q1, K=K):
+            return q0[0, plan[0]] + sum((q1 if group[plan[k]] != group[plan[k - 1]] else q0)[k, plan[k]]
+                                        for k in range(1, K))
+        best = max(value(p) for p in itertools.product(range(C), repeat=K))
+        plan, v = dp(q0, q1, group)
+        assert v == pytest.approx(best) and value(plan) == pytest.approx(best)
+        plan1, v1 = dp(q0, q1)                   # without groups: every change is a switch
+        assert v1 <= v + 1e-12
