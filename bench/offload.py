@@ -2,6 +2,7 @@
 measured front and back.
 
     python bench/offload.py [--campaign runs/C] [--imported 8] [--seeds 3] [--deadline-ms 40 ...] [--split-runs 3]
+                            [--stalls absolute|scaled] [--skip-split]
 
 Part 1. The campaign (default: the newest under runs/, else ``python -m harness.collect`` is
 run: the bundled zoo on this machine) is the device, slowed by a stated factor (``--slowdown``,
@@ -68,13 +69,14 @@ def campaign(path: Path | None) -> Path:
 def part1(args, tmp: Path) -> None:
     camp = load_campaign(campaign(args.campaign))
     setup = off.Setup(off.load_server("edge-server-local"), off.load_radio(camp.profile), camp.profile,
-                      args.slowdown, args.power_w, rtt_ms=args.rtt_ms)
+                      args.slowdown, args.power_w, rtt_ms=args.rtt_ms, stalls=args.stalls)
     files = off.model_files(camp, BUNDLED)
     paths = off.bandwidth_traces() + imported_traces(args.imported, tmp)
     traces = list({t.name: t for t in (read_trace(p) for p in paths)}.values())
     names = list(pol.REGISTRY)
     print(f"campaign {camp.campaign_id} ({camp.target}, {len(camp.choices)} choices, {camp.runtime}) x{args.slowdown:g} "
-          f"at {args.power_w:g} W as the device; server edge-server-local (speed-up {setup.server.speedup:g}), "
+          f"at {args.power_w:g} W as the device ({args.stalls} stalls); server edge-server-local "
+          f"(speed-up {setup.server.speedup:g}), "
           f"RTT {setup.rtt:g} ms; radio {camp.profile} (estimate); {len(traces)} traces "
           f"({len(off.bandwidth_traces())} shipped); {args.rate_hz:g} req/s; seeds {args.seeds}")
     for deadline in args.deadline_ms or [40.0, 60.0, 80.0]:
@@ -157,6 +159,7 @@ def main() -> int:
     ap.add_argument("--rate-hz", type=float, default=10.0)
     ap.add_argument("--slowdown", type=float, default=2000.0)
     ap.add_argument("--power-w", type=float, default=0.1)
+    ap.add_argument("--stalls", choices=("absolute", "scaled"), default="absolute")
     ap.add_argument("--rtt-ms", type=float, default=20.0)
     ap.add_argument("--split-runs", type=int, default=3)
     ap.add_argument("--transfer-mbps", type=float, default=1.0, help="bandwidth of part 2's transfer arithmetic")

@@ -9,7 +9,9 @@ An *action* is (choice, place): ``device`` (the whole model here), ``server`` (u
 the server runs the model, download the output) or ``splitK`` (the device runs operators 0..K,
 uploads the one tensor there, the server runs the rest). Per request the world is
 
-    device part  = the campaign's draw (odd half, at the trace's load) x slowdown x the front's share
+    device part  = the campaign's draw (odd half, at the trace's load) on the slowed device x the
+                   front's share; slowed: the median x slowdown with the draw's deviation from it
+                   kept in ms (--stalls absolute, default) or the draw x slowdown (scaled)
     away         = RTT + upload at the trace's bandwidth_mbps (integrated over time, held between
                    rows) + the server's draw (odd half, unloaded) x (1 - share) / speedup + download
     an answer not back within --timeout-ms falls back: the device runs the rest itself (late, not lost)
@@ -50,7 +52,7 @@ from simulator import policies as pol
 from simulator.metrics import SUMMARY_COLUMNS, add_ratios, load_qoe, summarize
 from simulator.replay import Scenario, _env, default_deadline_ms, newest_campaign, run_policy, table
 from simulator.traces import Trace, read_trace, shipped_traces
-from simulator.world import Campaign, Realization, SampleTable, load_campaign, load_column, realize, split_half
+from simulator.world import Campaign, Realization, SampleTable, load_campaign, load_column, place, realize, split_half
 
 BANDWIDTH = "bandwidth_mbps"
 PLACES = ("device", "split", "server")
@@ -250,6 +252,7 @@ class Setup:
     rtt_ms: float | None = None          # default: the server profile's
     splits: str = "pareto"
     parts: Path | None = None            # a campaign of measured front/back parts (their shares replace MACs')
+    stalls: str = "absolute"             # absolute: median x slowdown + the deviation in ms; scaled: every sample x slowdown
 
     @property
     def rtt(self) -> float:
@@ -261,6 +264,23 @@ class OffloadRealization(Realization):
     bandwidth_mbps: np.ndarray | None = None   # [N] at each arrival
     bytes_up: np.ndarray | None = None         # [N, A] bytes sent (to the timeout, where it fired)
     fallback: np.ndarray | None = None         # [N, A] the answer was not back within the timeout
+
+
+def medians(camp: Campaign) -> np.ndarray:
+    """[C, L] each cell's median over all its samples."""
+    return np.array([[np.median(x) for x in cell] for cell in camp.samples])
+
+
+def device_ms(base: Realization, camp: Campaign, setup: Setup) -> np.ndarray:
+    """[N, C] the world's draws on the stated device: x slowdown (``scaled``: this machine's
+    stalls too), or the median x slowdown with each draw's deviation from it kept in ms
+    (``absolute``: a stall lasts as long as it did here)."""
+    k = setup.slowdown
+    if setup.stalls == "scaled":
+        return base.latency_ms * k
+    lo, hi, w, _ = place(base.busy, camp.levels)
+    m = medians(camp)
+    return base.latency_ms + (k - 1) * (m[:, lo] * (1 - w) + m[:, hi] * w).T
 
 
 def switch_ms(camp: Campaign, setup: Setup) -> np.ndarray:
@@ -281,7 +301,7 @@ def realize_offload(base: Realization, camp: Campaign, server_table: SampleTable
     srv_c = server_table.at(rng.random((N, len(camp.choices))), zero, zero, np.zeros(N)) / setup.server.speedup
     c, s, remote = acts.choice, acts.share, acts.remote
     timeout = setup.timeout_ms if setup.timeout_ms is not None else deadline_ms
-    full = base.latency_ms[:, c] * setup.slowdown                  # [N, A] the whole model on the device
+    full = device_ms(base, camp, setup)[:, c]                      # [N, A] the whole model on the device
     dev = full * s
     up_mbit, down_mbit = acts.up_bytes * 8e-6, acts.down_bytes * 8e-6
     rtt_s = setup.rtt / 2e3
@@ -417,7 +437,8 @@ def replay_offload(camp: Campaign, traces: list[Trace], names: list[str], sc: Sc
             "profile": camp.profile, "runtime": camp.runtime, "world": world_label(camp, setup),
             "belief": belief_label(belief, setup), "deadline_ms": sc.deadline_ms, "timeout_ms": timeout,
             "rate_hz": sc.rate_hz, "decide_every_s": sc.decide_every_s, "seed": sc.seed, "qoe": sc.qoe.as_dict(),
-            "device_slowdown": setup.slowdown, "device_power_w": setup.power_w, "device_profile": setup.device_profile,
+            "device_slowdown": setup.slowdown, "stalls": setup.stalls, "device_power_w": setup.power_w,
+            "device_profile": setup.device_profile,
             "radio": {**setup.radio.__dict__, "estimate": True},
             "server": {**setup.server.__dict__}, "rtt_ms": setup.rtt, "splits": setup.splits,
             "split_share": ("the front's share of the model's MACs (an estimate)" + (
@@ -433,12 +454,17 @@ def replay_offload(camp: Campaign, traces: list[Trace], names: list[str], sc: Sc
 
 
 def device_belief(b, setup: Setup, sw: np.ndarray):
-    """Belief about the stated device: the campaign's belief x slowdown (energy at the stated
-    power), switches ``sw`` (:func:`switch_ms`)."""
+    """Belief about the stated device: the campaign's belief x slowdown, by the same ``stalls``
+    rule as the world (energy at the stated power), switches ``sw`` (:func:`switch_ms`)."""
     k = setup.slowdown
-    mean = b.mean * k
+    if setup.stalls == "scaled":
+        Q, mean = b.Q * k, b.mean * k
+    else:
+        med = b.Q[:, :, b.Q.shape[2] // 2]
+        Q, mean = b.Q + (k - 1) * med[:, :, None], b.mean + (k - 1) * med
     energy = mean * setup.power_w if setup.power_w is not None else b.energy * k
-    return beliefs.Belief(f"{b.kind} x{k:g}", b.labels, b.levels, b.Q * k, mean, energy, sw, b.accuracy)
+    return beliefs.Belief(f"{b.kind} x{k:g} ({setup.stalls} stalls)", b.labels, b.levels, Q, mean, energy, sw,
+                          b.accuracy)
 
 
 def energy_label(camp: Campaign, setup: Setup) -> str:
@@ -448,7 +474,8 @@ def energy_label(camp: Campaign, setup: Setup) -> str:
 
 
 def world_label(camp: Campaign, setup: Setup) -> str:
-    return (f"samples:odd-half of {camp.campaign_id}/{camp.target} x{setup.slowdown:g} on the device; server "
+    return (f"samples:odd-half of {camp.campaign_id}/{camp.target} x{setup.slowdown:g} ({setup.stalls} stalls) on the "
+            f"device; server "
             f"{setup.server.name} (unloaded odd half / {setup.server.speedup:g}); bandwidth from the trace, RTT "
             f"{setup.rtt:g} ms")
 
@@ -533,6 +560,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--device-slowdown", type=number("--device-slowdown", 0, strict=True), default=1.0,
                     help="the device runs the campaign's models this many times slower (stated; default 1: the "
                          "campaign's target itself)")
+    ap.add_argument("--stalls", choices=("absolute", "scaled"), default="absolute",
+                    help="how the campaign's spread carries to the slowed device: absolute (the median x slowdown, each "
+                         "sample's deviation from it kept in ms: a stall lasts as long as here; default) or scaled "
+                         "(every sample x slowdown, this machine's stalls too)")
     ap.add_argument("--device-power-w", type=number("--device-power-w", 0, strict=True),
                     help="the device's power while computing, for its compute energy (stated; default: the campaign's "
                          "energy per inference x slowdown)")
@@ -587,7 +618,7 @@ def _main(args) -> int:
     sc = Scenario(deadline_ms=deadline, rate_hz=args.rate_hz, decide_every_s=args.decide_every, seed=args.seed,
                   qoe=load_qoe(args.qoe))
     setup = Setup(server, radio, args.device_profile or camp.profile, args.device_slowdown, args.device_power_w,
-                  args.timeout_ms, args.rtt_ms, args.splits, args.parts)
+                  args.timeout_ms, args.rtt_ms, args.splits, args.parts, args.stalls)
     zoo = args.zoo or BUNDLED
     log(f"offload: campaign {camp.campaign_id} on {camp.target} x{setup.slowdown:g} as the device, server "
         f"{server.name} (/{server.speedup:g}), RTT {setup.rtt:g} ms, {len(traces)} trace(s), deadline {deadline:.4g} ms, "

@@ -208,3 +208,19 @@ def test_oracle_program_with_groups_is_exact_on_small_problems():
         assert v == pytest.approx(best) and value(plan) == pytest.approx(best)
         plan1, v1 = dp(q0, q1)                   # without groups: every change is a switch
         assert v1 <= v + 1e-12
+
+
+def test_stalls_scaled_or_absolute(tmp_path, outage):
+    """scaled: every draw x slowdown; absolute: the median x slowdown, each draw's deviation kept in ms."""
+    from simulator.world import SampleTable, realize, split_half
+    camp = synthetic_campaign(tmp_path)
+    world = SampleTable([[split_half(s, "odd") for s in cell] for cell in camp.samples])
+    base = realize(camp, world, outage, seed=0, rate_hz=5, rate_column=None, decide_every_s=1.0, load_col=None,
+                   battery_wh=None)
+    k = 1000.0
+    sc = off.device_ms(base, camp, off.Setup(None, None, "x", slowdown=k, stalls="scaled"))
+    ab = off.device_ms(base, camp, off.Setup(None, None, "x", slowdown=k, stalls="absolute"))
+    med = off.medians(camp)[:, 0]
+    assert np.allclose(sc, base.latency_ms * k)
+    assert np.allclose(ab - med * k, base.latency_ms - med)
+    assert np.ptp(ab - med * k) < np.ptp(sc - med * k) / 100
