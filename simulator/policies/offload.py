@@ -105,7 +105,9 @@ class OffloadMPC:
     observes = False
     offload = True
 
-    def __init__(self, horizon: int = 5, window: int = 5):
+    def __init__(self, horizon: int = 10, window: int = 5):
+        # 10 decisions: on a slow device a model switch (its first inference) must pay for itself
+        # over several periods (horizon 5 almost never left the device; bench/offload.py)
         if horizon < 1 or window < 1:
             raise ValueError("horizon and window: expected whole numbers >= 1")
         self.horizon, self.window = int(horizon), int(window)
