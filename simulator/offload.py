@@ -583,6 +583,9 @@ def parser() -> argparse.ArgumentParser:
                     help="seconds of trace time between decisions (default: 1)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the world's draws (default: 0)")
     ap.add_argument("--qoe", type=Path, help="YAML of QoE weights (accuracy, miss, energy_per_mj, switch)")
+    ap.add_argument("--plugin", type=Path, action="append", default=[],
+                    help="a Python file of yours that adds policies to simulator.policies.REGISTRY (an offload one sets "
+                         "offload = True and reads env.offload; docs/offload.md)")
     ap.add_argument("--out", type=Path, help="output folder, replaced (default: CAMPAIGN/offload/)")
     ap.add_argument("--quiet", "-q", action="store_true", help="print only the summary table")
     return ap
@@ -596,13 +599,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args) -> int:
     from harness.zoo.manifest import BUNDLED
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    names = [n for n in pol.REGISTRY] if args.policy == "all" else [p.strip() for p in args.policy.split(",") if p.strip()]
-    unknown = [n for n in names if n not in pol.REGISTRY]
-    if unknown or not names:
-        raise BadInput(f"--policy: unknown {', '.join(unknown) or '(none given)'} (known: {', '.join(pol.REGISTRY)}, all)")
-    policy_args = pol.parse_policy_args(args.policy_arg, names)
-    for n in names:
-        pol.make(n, policy_args.get(n))
+    pol.load_plugins(args.plugin)   # the user's own code, run as they asked
+    names, policy_args = pol.resolve(args.policy, args.policy_arg)
     server = load_server(args.server)
     camp = load_campaign(args.campaign or newest_campaign(), args.target)
     radio = load_radio(args.device_profile or camp.profile)

@@ -303,13 +303,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     pol.load_plugins(args.plugin)   # the user's own code, run as they asked
-    names = list(pol.REGISTRY) if args.policy == "all" else [p.strip() for p in args.policy.split(",") if p.strip()]
-    unknown = [n for n in names if n not in pol.REGISTRY]
-    if unknown or not names:
-        raise BadInput(f"--policy: unknown {', '.join(unknown) or '(none given)'} (known: {', '.join(pol.REGISTRY)}, all)")
-    policy_args = pol.parse_policy_args(args.policy_arg, names)
-    for n in names:   # parameters are checked before anything runs
-        pol.make(n, policy_args.get(n))
+    names, policy_args = pol.resolve(args.policy, args.policy_arg)
     camp = load_campaign(args.campaign or newest_campaign(), args.target)
     paths = args.trace or shipped_traces()
     if not paths:

@@ -134,6 +134,19 @@ def load_plugins(paths) -> None:
         runpy.run_path(str(f))
 
 
+def resolve(spec: str, items: list[str] | None) -> tuple[list[str], dict[str, dict]]:
+    """``--policy`` (comma-separated names, or all) and ``--policy-arg`` items -> (names, their
+    parameters), every name known and every policy constructible before anything runs."""
+    names = list(REGISTRY) if spec == "all" else [p.strip() for p in spec.split(",") if p.strip()]
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown or not names:
+        raise BadInput(f"--policy: unknown {', '.join(unknown) or '(none given)'} (known: {', '.join(REGISTRY)}, all)")
+    args = parse_policy_args(items, names)
+    for n in names:
+        make(n, args.get(n))
+    return names, args
+
+
 def make(name: str, params: dict | None = None):
     try:
         return REGISTRY[name](**(params or {}))
