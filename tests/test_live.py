@@ -82,9 +82,14 @@ def test_live_local_load_step_then_calibrated(world, capsys):
     assert 0.2 < info["drift"]["factor"] < 5 and info["plays"][0].startswith("background_load")
     v = _validation(out)
     assert set(live.METRICS) <= set(v) and float(v["candidate_agreement"]["live"]) == 1.0
-    for run in ("simulated", "live-1"):      # the load step must raise latency, simulated and live
-        loaded, calm = _step_shows(out, run)
-        assert loaded > 1.3 * calm, (run, loaded, calm)
+    # live, the load step must raise latency; simulated, it must follow the campaign's own cells
+    # (which a busy shared machine can leave 1.0x apart: a CI run once measured them so)
+    loaded, calm = _step_shows(out, "live-1")
+    assert loaded > 1.3 * calm, ("live-1", loaded, calm)
+    cells = pq.read_table(camp / "measurements.parquet").to_pandas().set_index("background_load")
+    measured = float(cells.loc[2, "latency_ms_median"] / cells.loc[0, "latency_ms_median"])
+    loaded, calm = _step_shows(out, "simulated")
+    assert 0.75 * measured < loaded / calm < 1.33 * measured, ("simulated", loaded / calm, measured)
     assert (out / "cells.csv").read_text().count("\n") >= 3     # header + a cell per load level
     # its report: a 'Simulator vs live' section with the error table and the overlaid runs
     html = build_report(out, root / "r.html").read_text()
