@@ -50,7 +50,7 @@ from harness.errors import BadInput
 from simulator import belief as beliefs
 from simulator import policies as pol
 from simulator.metrics import SUMMARY_COLUMNS, add_ratios, load_qoe, summarize
-from simulator.replay import Scenario, _env, default_deadline_ms, newest_campaign, run_policy, table
+from simulator.replay import Scenario, _env, _fmt, default_deadline_ms, newest_campaign, run_policy, table
 from simulator.traces import Trace, read_trace, shipped_traces
 from simulator.world import Campaign, Realization, SampleTable, load_campaign, load_column, place, realize, split_half
 
@@ -514,8 +514,7 @@ def write_outputs(out: Path, camp: Campaign, rows: list[dict], result: dict, pro
         w = csv.writer(f, lineterminator="\n")
         w.writerow(cols)
         for r in rows:
-            w.writerow(["" if r.get(c) is None or (isinstance(r.get(c), float) and np.isnan(r[c])) else
-                        repr(r[c]) if isinstance(r[c], float) else str(r[c]) for c in cols])
+            w.writerow([_fmt(r.get(c)) for c in cols])
     (tmp / "offload.json").write_text(json.dumps(prov, indent=1, default=str) + "\n")
     if out.exists():
         shutil.rmtree(out)
